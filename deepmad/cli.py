@@ -1,0 +1,179 @@
+"""The ``deepmad`` command: ``design``, ``analyze``, ``presets``.
+
+Bad input of any kind (usage errors included) ends with one line ``deepmad: error: ...`` on stderr and exit
+status 2, before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+
+EPILOG_DESIGN = """examples:
+  deepmad design --preset deepmad-r50
+  deepmad design --block bottleneck --flops 1.8G --params 11.7M --rho 0.3 -o my-net.yaml"""
+
+
+class UsageError(Exception):
+    """A usage error found by argparse (reported as one line, exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error path reduced to one line on stderr."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _alpha(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(a) for a in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,1,1,1,8, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(a) for a in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,5, got {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``deepmad`` command."""
+    p = _Parser(prog="deepmad", description="DeepMAD (CVPR 2023): design a CNN by solving a mathematical "
+                "program; analyze any network's entropy, effectiveness and costs.")
+    p.add_argument("--version", action="version", version=f"deepmad {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",
+                       epilog=EPILOG_DESIGN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--preset", help="a built-in problem (see 'deepmad presets'); budget flags override it")
+    d.add_argument("--block", help="block family: basic, bottleneck or mbconv")
+    d.add_argument("--flops", help="multiply-accumulate budget, e.g. 1.8G")
+    d.add_argument("--params", help="parameter budget, e.g. 11.7M")
+    d.add_argument("--rho", type=float, help="effectiveness bound rho0, e.g. 0.3 (ResNet blocks), 0.5 (MBConv)")
+    d.add_argument("--resolution", type=int, help="input side in pixels (default: the preset's, or 224)")
+    d.add_argument("--strides", type=_ints, help="stride of each stage, e.g. 2,2,2,2")
+    d.add_argument("--kernels", type=_ints, help="kernel choices, e.g. 3,5")
+    d.add_argument("--max-depth", type=int, help="most blocks per stage (default 30)")
+    d.add_argument("--max-channels", type=int, help="most channels of a stage (default 2048)")
+    d.add_argument("--solver", choices=("lns", "evolution"), default="lns",
+                   help="lns: our deterministic search (default); evolution: the authors' evolutionary search")
+    d.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search (default 0)")
+    d.add_argument("--candidates", type=int, default=500_000,
+                   help="candidates the evolutionary search scores (default 500000)")
+    d.add_argument("--time-limit", type=float, help="seconds the solver may take")
+    _scoring(d)
+    d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
+    d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
+    d.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+
+    a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file")
+    a.add_argument("target", help="reference network (resnet50, ...), preset name, or spec file path")
+    _scoring(a)
+    a.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+
+    s = sub.add_parser("presets", help="list the built-in presets and their budgets")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p
+
+
+def _scoring(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alpha", type=_alpha, help="one weight per down-sampling scale (default 1,...,1,8)")
+    p.add_argument("--beta", type=float, help="depth-penalty weight (default 10)")
+    p.add_argument("--no-classifier", action="store_true",
+                   help="leave the classifier out of params and FLOPs (backbone-only budgets)")
+
+
+def _check_output(path: str, force: bool) -> None:
+    if os.path.isdir(path):
+        raise ValueError(f"-o {path}: is a directory, expected a spec file path")
+    if os.path.exists(path) and not force:
+        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"-o {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"-o {path}: directory {parent} is not writable")
+
+
+def _design(args) -> str:
+    from . import api, report
+    from .spec import save
+
+    if args.output:
+        _check_output(args.output, args.force)
+    if args.preset is None and args.block is None:
+        raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
+    d = api.design(args.preset, block=args.block, flops=args.flops, params=args.params, rho=args.rho,
+                   resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
+                   classifier=False if args.no_classifier else None, max_depth=args.max_depth,
+                   max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
+                   candidates=args.candidates, time_limit=args.time_limit)
+    an = api.analyze_design(d)
+    out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
+    if args.output:
+        _check_output(args.output, args.force)  # again: the file may have appeared during the solve
+        try:
+            save(d.spec, args.output)
+        except OSError as e:
+            raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+        if not args.json:
+            out += f"\nspec written to {args.output}\n"
+    return out
+
+
+def _analyze(args) -> str:
+    from . import api, report
+
+    an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
+    return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
+
+
+def _presets(args) -> str:
+    from . import report
+    from .presets import PRESETS
+
+    problems = list(PRESETS.values())
+    return report.dumps(report.presets_json(problems)) if args.json else report.presets_text(problems)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    p = parser()
+    try:
+        args = p.parse_args(argv)
+    except UsageError as e:
+        print(f"deepmad: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    if args.command is None:
+        print("deepmad: error: a command is required: design, analyze or presets (see 'deepmad --help')",
+              file=sys.stderr)
+        return 2
+    run = {"design": _design, "analyze": _analyze, "presets": _presets}[args.command]
+    try:
+        out = run(args)
+    except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"deepmad: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepmad: error: interrupted", file=sys.stderr)
+        return 130
+    try:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

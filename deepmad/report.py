@@ -1,0 +1,165 @@
+"""Human-readable and JSON reports of an analysis or a design (what the ``deepmad`` command prints).
+
+Every number printed comes from an ``api.Analysis``, a ``solver.Design`` or a ``budget.Budget``: nothing here
+computes or stores a result of its own.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from .api import Analysis, usage
+from .spec import to_dict
+
+
+def si(x: float, unit: str = "") -> str:
+    """1.8e9 -> '1.8 G', 25557032 -> '25.56 M' (four significant digits)."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.4g} {suffix}{unit}".rstrip()
+    return f"{x:.4g} {unit}".rstrip()
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    """A float with a fixed number of decimals; inf / None spelled out."""
+    if x is None:
+        return "-"
+    if math.isinf(x):
+        return "-inf" if x < 0 else "inf"
+    return f"{x:,.{digits}f}"
+
+
+def finite(obj: Any) -> Any:
+    """The same structure in plain Python types, non-finite floats replaced by None (JSON has no inf/nan)."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """One JSON object, deterministic key order as given."""
+    return json.dumps(finite(obj), indent=2, allow_nan=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+_COLUMNS = ("", "block", "channels", "mid", "kernel", "depth", "stride", "out", "layers", "H prefix", "rho prefix")
+
+
+def table(a: Analysis) -> str:
+    """The per-stage table: stem, stages, head; entropy H and ρ of the prefix ending at each row."""
+    rows = [_COLUMNS]
+    for r in a.rows:
+        rows.append((r.name, r.block, str(r.channels), "-" if r.mid is None else str(r.mid), f"{r.kernel}x{r.kernel}",
+                     str(r.depth), str(r.stride), f"{r.resolution}x{r.resolution}", str(r.layers),
+                     num(r.entropy, 1), num(r.rho, 3)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [c.rjust(w) for c, w in zip(row[2:], widths[2:])]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _alpha(alpha: tuple[float, ...]) -> str:
+    return ",".join(f"{x:g}" for x in alpha)
+
+
+def summary(a: Analysis, budget=None) -> list[tuple[str, str]]:
+    """(label, value) lines: objective, entropy, ρ, FLOPs, params, layers; with % of each budget if given."""
+    use = usage(a, budget) if budget is not None else None
+    cls = "with classifier" if a.classifier else "no classifier"
+    flops = f"{si(a.flops)} MACs ({a.flops:,}, {cls})"
+    params = f"{si(a.params)} ({a.params:,}, {cls})"
+    rho = f"{a.rho:.3f} (largest scale prefix {a.rho_max:.3f})"
+    if use is not None:
+        flops += f"  {100 * use['flops']:.1f}% of {si(budget.flops)}"
+        params += f"  {100 * use['params']:.1f}% of {si(budget.params)}"
+        rho += f"  {100 * use['rho']:.1f}% of rho0 {budget.rho0:g}"
+    return [("objective", f"{num(a.objective)}  (entropy {num(a.entropy)} - depth penalty {num(a.penalty)})"),
+            ("entropy", f"{num(a.entropy)}  (alpha {_alpha(a.alpha)}, beta {a.beta:g})"),
+            ("rho", rho), ("FLOPs", flops), ("params", params), ("layers", str(a.layers))]
+
+
+def _lines(title: str, a: Analysis, extra: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in extra)
+    out = [title, "", table(a), ""]
+    out += [f"{k.ljust(width)}  {v}" for k, v in extra]
+    return "\n".join(out) + "\n"
+
+
+def analysis_text(a: Analysis) -> str:
+    """Human report of an analyzed network."""
+    spec = a.spec
+    title = f"{a.name or 'network'}: {spec.resolution}x{spec.resolution} input, {len(spec.stages)} stages"
+    return _lines(title, a, summary(a))
+
+
+def gap_text(gap: float | None) -> str:
+    """'0 (proven optimal)', '1.23%' or 'not proven'."""
+    if gap is None:
+        return "not proven"
+    if gap == 0:
+        return "0 (proven optimal)"
+    return f"{100 * gap:.3g}%"
+
+
+def design_text(d, a: Analysis) -> str:
+    """Human report of a design: the table, the summary with budget usage, solve time and gap."""
+    sp, bu = d.problem.space, d.problem.budget
+    title = (f"{d.problem.name or 'design'}: {sp.block} blocks, {sp.resolution}x{sp.resolution} input, "
+             f"{sp.n} stages, rho0 {bu.rho0:g}")
+    extra = summary(a, bu) + [
+        ("solver", f"{d.solver}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored"),
+        ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  (upper bound {num(d.bound)})")),
+    ]
+    return _lines(title, a, extra)
+
+
+def analysis_json(a: Analysis) -> dict[str, Any]:
+    """The JSON object of ``deepmad analyze``."""
+    return {**a.to_dict(), "spec": to_dict(a.spec)}
+
+
+def budget_json(bu) -> dict[str, Any]:
+    return {"flops": bu.flops, "params": bu.params, "rho0": bu.rho0,
+            "alpha": None if bu.alpha is None else list(bu.alpha), "beta": bu.beta, "classifier": bu.classifier}
+
+
+def design_json(d, a: Analysis) -> dict[str, Any]:
+    """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved."""
+    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "seconds": d.seconds,
+            "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
+            "usage": usage(a, d.problem.budget)}
+
+
+def presets_text(problems) -> str:
+    """Table of the presets and their budgets."""
+    rows = [("preset", "block", "input", "FLOPs (MACs)", "params", "rho0", "head")]
+    for p in problems:
+        sp, bu = p.space, p.budget
+        rows.append((p.name, sp.block, str(sp.resolution), si(bu.flops), si(bu.params), f"{bu.rho0:g}",
+                     "-" if sp.head is None else str(sp.head)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def presets_json(problems) -> dict[str, Any]:
+    """The JSON object of ``deepmad presets``."""
+    return {"presets": [{"name": p.name, "block": p.space.block, "resolution": p.space.resolution,
+                         "strides": list(p.space.strides), "head": p.space.head, **budget_json(p.budget)}
+                        for p in problems]}

@@ -1,0 +1,248 @@
+"""deepmad.api: design and analyze, checked against the independent row evaluation of budget.py.
+
+Designs here use the evolutionary baseline with few candidates (or a stand-in solve) so the file runs in
+seconds; the solvers' quality is tested in their own files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deepmad
+from deepmad import api, blocks, budget
+from deepmad.presets import PRESETS
+from deepmad.reference import REFERENCE, reference
+from deepmad.solver import Design, Infeasible
+from deepmad.spec import SpecError, save
+
+CHEAP = dict(solver="evolution", candidates=5000)
+
+
+@pytest.fixture(scope="module")
+def mb() -> Design:
+    return api.design("deepmad-mb", **CHEAP)
+
+
+@pytest.fixture(scope="module")
+def r18() -> Design:
+    return api.design(block="bottleneck", flops="1.8G", params="11.7M", rho=0.3, **CHEAP)
+
+
+def fake_lns(monkeypatch, gap=None, bound=None):
+    """Replace the lns search by a cheap evolution run (reported as lns with the given gap)."""
+    from deepmad import evolution, solver
+
+    def solve(problem, *, time_limit=None):
+        d = evolution.evolve(problem, candidates=2000)
+        return dataclasses.replace(d, solver="lns", gap=gap, bound=bound)
+
+    monkeypatch.setattr(solver, "solve", solve)
+
+
+# ---------------------------------------------------------------------------------------------- analyze
+
+@pytest.mark.parametrize("name,params,rho", [("resnet18", 11_689_512, 0.01), ("resnet34", None, 0.02),
+                                             ("resnet50", 25_557_032, 0.09), ("mobilenet_v2", 3_504_872, 0.9),
+                                             ("efficientnet_b0", 5_288_548, 0.6)])
+def test_reference_networks_match_paper(name, params, rho):
+    a = api.analyze(name)
+    if params is not None:
+        assert a.params == params
+    assert round(a.rho, 2 if rho < 0.1 else 1) == rho
+    assert isinstance(a.params, int) and isinstance(a.flops, int) and isinstance(a.layers, int)
+
+
+def test_resnet50_flops_are_macs():
+    a = api.analyze("resnet50")
+    assert round(a.flops / 1e9, 1) == 4.1  # paper: 4.1 G multiply-accumulates
+
+
+@pytest.mark.parametrize("name", list(REFERENCE))
+def test_analysis_is_the_theory_on_the_spec(name):
+    spec = reference(name)
+    a = api.analyze(spec)
+    total = blocks.cost(spec)
+    assert (a.params, a.flops, a.layers) == (round(total.params), round(total.macs), round(total.layers))
+    us = blocks.units(spec)
+    assert a.entropy == pytest.approx(deepmad.theory.entropy(us))
+    assert a.rho == pytest.approx(deepmad.theory.rho(us)) and a.rho_max >= a.rho
+    if math.isfinite(a.penalty):
+        assert a.objective == pytest.approx(a.entropy - a.penalty)
+    # rows: stem, every stage, head; the last row's prefix is the whole network
+    assert len(a.stages) == len(spec.stages) and (a.head is None) == (spec.head is None)
+    last = a.rows[-1]
+    assert last.layers == a.layers and last.rho == pytest.approx(a.rho)
+    assert [r.layers for r in a.rows] == sorted(r.layers for r in a.rows)
+    # the entropies of the rows that end a down-sampling scale, weighted by alpha, sum to the entropy
+    ends = [r for i, r in enumerate(a.rows) if i + 1 == len(a.rows) or a.rows[i + 1].resolution != r.resolution]
+    assert sum(w * r.entropy for w, r in zip(a.alpha, ends)) == pytest.approx(a.entropy)
+
+
+def test_no_classifier_drops_exactly_the_classifier():
+    a, b = api.analyze("resnet50"), api.analyze("resnet50", classifier=False)
+    assert a.params - b.params == 2049 * 1000 and a.flops - b.flops == 2048 * 1000
+    assert (a.rho, a.entropy, a.objective) == (b.rho, b.entropy, b.objective)
+
+
+def test_alpha_and_beta_change_the_objective():
+    a = api.analyze("resnet18", alpha=(1, 1, 1, 1, 16), beta=0)
+    base = api.analyze("resnet18")
+    assert a.penalty == 0 and a.objective == a.entropy
+    assert a.entropy > base.entropy
+
+
+def test_analyze_spec_file_and_pathlike(tmp_path):
+    for suffix in ("yaml", "json"):
+        p = tmp_path / f"net.{suffix}"
+        save(reference("resnet18"), p)
+        assert api.analyze(p) == api.analyze(str(p)) == api.analyze("resnet18")
+
+
+def test_analyze_preset_designs_it(monkeypatch):
+    fake_lns(monkeypatch)
+    a = api.analyze("deepmad-mb")
+    p = PRESETS["deepmad-mb"].budget
+    assert a.flops <= p.flops and a.params <= p.params and a.rho_max <= p.rho0
+
+
+@pytest.mark.parametrize("target,match", [
+    ("resnet5", "unknown network or preset"), ("missing.yaml", "cannot read"),
+    (".", "directory"), (3, "target")])
+def test_analyze_bad_target(target, match):
+    with pytest.raises(ValueError, match=match):
+        api.analyze(target)
+
+
+def test_analyze_malformed_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: [unclosed\n")
+    with pytest.raises(SpecError, match="bad.yaml"):
+        api.analyze(bad)
+    bad.write_text("resolution: 224\nstem: {channels: -3}\nstages: []\n")
+    with pytest.raises(SpecError, match="stem.channels"):
+        api.analyze(bad)
+
+
+def test_analyze_alpha_checked():
+    with pytest.raises(ValueError, match="alpha: expected 5 weights"):
+        api.analyze("resnet50", alpha=(1, 1, 1))
+    with pytest.raises(ValueError, match="alpha"):
+        api.analyze("resnet50", alpha=(1, -1, 1, 1, 8))
+    with pytest.raises(ValueError, match="beta"):
+        api.analyze("resnet50", beta=-1)
+
+
+def test_huge_depth_variance_gives_minus_infinity():
+    s = reference("resnet18")
+    s = dataclasses.replace(s, stages=(dataclasses.replace(s.stages[0], depth=200),) + s.stages[1:])
+    a = api.analyze(s)
+    assert a.penalty == math.inf and a.objective == -math.inf
+
+
+# ---------------------------------------------------------------------------------------------- design
+
+def test_design_meets_its_budgets_and_agrees_with_evaluate(mb, r18):
+    for d in (mb, r18):
+        a = api.analyze_design(d)
+        s = budget.evaluate(d.problem, np.array([d.x]))
+        assert bool(s.feasible[0]) and bool(budget.in_space(d.problem, np.array([d.x]))[0])
+        assert a.objective == pytest.approx(d.objective, rel=1e-12)
+        assert a.objective == pytest.approx(float(s.objective[0]), rel=1e-12)
+        assert (a.flops, a.params) == (round(float(s.macs[0])), round(float(s.params[0])))
+        assert a.rho_max == pytest.approx(float(s.rho[0]))
+        bu = d.problem.budget
+        assert a.flops <= bu.flops and a.params <= bu.params and a.rho_max <= bu.rho0
+        assert d.solver == "evolution" and d.gap is None
+
+
+def test_design_from_arguments(r18):
+    p = r18.problem
+    assert p.space.block == "bottleneck" and p.space.resolution == 224 and p.space.strides == (2, 2, 2, 2)
+    assert (p.budget.flops, p.budget.params, p.budget.rho0) == (1.8e9, 11.7e6, 0.3)
+    assert p.alpha == (1, 1, 1, 1, 8) and p.budget.beta == 10
+
+
+def test_design_is_deterministic(mb):
+    again = api.design("deepmad-mb", **CHEAP)
+    assert (again.x, again.spec, again.objective) == (mb.x, mb.spec, mb.objective)
+
+
+@pytest.mark.parametrize("block", ["basic", "bottleneck", "mbconv"])
+def test_layouts_mirror_presets(block):
+    """A design from a block family lives in the same space as the presets of that family."""
+    prob = api.problem(block=block, flops=1e9, params=1e7, rho=0.3)
+    family = "bottleneck" if block == "basic" else block
+    ref = next(p for p in PRESETS.values() if p.space.block == family and p.space.resolution == 224)
+    keep = dict(block=block, head=prob.space.head) if block != "basic" else dict(block="basic", ratio=prob.space.ratio)
+    assert prob.space == dataclasses.replace(ref.space, **keep)
+    if block == "mbconv":
+        assert prob.space.head == 1280 and prob.space.act == "silu" and prob.space.se == 0.25
+
+
+def test_preset_overrides():
+    p = api.problem("deepmad-r18", flops="2G", rho=0.5, classifier=False, max_depth=10)
+    base = PRESETS["deepmad-r18"]
+    assert (p.budget.flops, p.budget.params, p.budget.rho0) == (2e9, base.budget.params, 0.5)
+    assert not p.budget.classifier and p.space.max_depth == 10
+    assert api.problem("deepmad-29m-288").space.resolution == 288  # a preset keeps its own resolution
+    assert api.problem("deepmad-r18", alpha="1,1,1,1,16").alpha == (1, 1, 1, 1, 16)
+
+
+def test_lns_search_is_the_default(monkeypatch):
+    fake_lns(monkeypatch, gap=0.0, bound=1.0)
+    d = api.design("deepmad-mb")
+    assert d.solver == "lns" and d.gap == 0.0
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(flops=0), "flops"), (dict(flops=-1e9), "flops"), (dict(flops="1.8X"), "flops"),
+    (dict(params=0), "params"), (dict(params="-3M"), "params"),
+    (dict(rho=0), "rho"), (dict(rho=-0.3), "rho"), (dict(rho=float("nan")), "rho"),
+    (dict(alpha=(1, 1, 8)), "alpha: expected 5 weights"), (dict(beta=-1), "beta"),
+    (dict(block="resnet"), "block"), (dict(block=None), "block family"),
+    (dict(max_depth=0), "max_depth"), (dict(resolution=0), "resolution"), (dict(strides=(2, 3)), "strides"),
+    (dict(solver="scip"), "solver"), (dict(solver="evolution", candidates=0), "candidates"),
+    (dict(solver="evolution", time_limit=1.0), "time_limit"),
+])
+def test_design_bad_input(kw, match):
+    args = dict(block="bottleneck", flops="1.8G", params="11.7M", rho=0.3, **CHEAP)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        api.design(**args)
+
+
+def test_design_bad_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        api.design("deepmad-r99")
+    with pytest.raises(ValueError, match="block"):
+        api.design("deepmad-r18", block="mbconv")
+
+
+@pytest.mark.parametrize("solver", ["lns", "evolution"])
+def test_infeasible_budgets(solver):
+    with pytest.raises(Infeasible):
+        api.design(block="bottleneck", flops="1M", params="10k", rho=0.3, solver=solver, candidates=100)
+
+
+# ---------------------------------------------------------------------------------------------- package
+
+def test_package_exports():
+    assert deepmad.__version__ == "0.1.0"
+    for name in ("design", "analyze", "Analysis", "Spec", "load", "save", "PRESETS", "list_presets",
+                 "REFERENCE", "list_networks"):
+        assert hasattr(deepmad, name), name
+    assert deepmad.list_presets() == list(PRESETS) and "resnet50" in deepmad.list_networks()
+
+
+def test_import_is_light():
+    """Importing the package, the command and the solvers loads neither torch nor yaml."""
+    code = ("import sys, deepmad, deepmad.cli, deepmad.report, deepmad.solver, deepmad.evolution; "
+            "heavy = sorted(m for m in ('torch', 'yaml', 'matplotlib', 'pandas') if m in sys.modules); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
