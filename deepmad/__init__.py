@@ -4,7 +4,8 @@ Maximize the multi-scale entropy of a network under an effectiveness bound ρ0 a
 ``design`` solves the program for a preset or given budgets, ``analyze`` scores any network; ``Spec`` is the
 architecture description they exchange (``load`` / ``save`` read and write spec files).
 
-Importing the package loads numpy-level modules only; the solvers load on first use, torch never here.
+Importing the package loads numpy-level modules only; the solvers load on first use. ``create_model`` and
+``list_models`` (``deepmad.models``, PyTorch) load torch on first access, never at import.
 """
 from __future__ import annotations
 
@@ -18,3 +19,14 @@ from .spec import Spec, SpecError, Stage, Stem, dumps, load, loads, save  # noqa
 __all__ = ["__version__", "design", "analyze", "Analysis", "Row", "Spec", "Stage", "Stem", "SpecError", "load",
            "save", "loads", "dumps", "PRESETS", "preset", "list_presets", "REFERENCE", "reference",
            "list_networks"]
+
+
+_LAZY = {"create_model", "list_models"}  # from deepmad.models, which imports torch
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

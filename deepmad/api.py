@@ -272,8 +272,18 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
 
 
 def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int = 500_000,
-          time_limit: float | None = None):
-    """Solve a problem with the search (lns) or the evolutionary baseline; the design is checked feasible."""
+          time_limit: float | None = None, bound_nodes: int | None = None):
+    """Solve a problem with the search (lns) or the evolutionary baseline, then bound its optimum.
+
+    The design is checked feasible. ``bound_nodes`` (default ``bound.BOUND_NODES``; 0 skips it) is the node
+    budget of the branch and bound of ``deepmad.bound`` that proves an upper bound on the optimum; the design's
+    ``bound`` and ``gap`` come from it (``None``: not proven). Should the branch and bound meet a better
+    design than the lns search, that design is returned (the evolutionary baseline's is kept as it is)."""
+    from .bound import BOUND_NODES
+
+    bound_nodes = BOUND_NODES if bound_nodes is None else bound_nodes
+    if isinstance(bound_nodes, bool) or not isinstance(bound_nodes, int) or bound_nodes < 0:
+        raise ValueError(f"bound_nodes: expected an integer >= 0 (0 skips the bound), got {bound_nodes!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {solver!r}")
     if time_limit is not None:
@@ -296,24 +306,44 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
         from .solver import Infeasible
 
         raise Infeasible(f"the {solver} solver found no design of {prob.name or 'this problem'} within its budgets")
-    return d
+    return prove(d, bound_nodes, improve=solver == "lns") if bound_nodes else d
+
+
+def prove(d, max_nodes: int, improve: bool = True):
+    """The design with the bound and gap the branch and bound proves in max_nodes nodes."""
+    from dataclasses import replace as _replace
+
+    import numpy as np
+
+    from .bound import prove as _prove
+    from .budget import to_spec
+
+    b = _prove(d.problem, d.objective, max_nodes=max_nodes)
+    if improve and b.row is not None and b.incumbent > d.objective:
+        x = np.asarray(b.row)
+        d = _replace(d, x=tuple(int(v) for v in x), spec=to_spec(d.problem, x), objective=b.incumbent)
+    gap = 0.0 if b.bound <= d.objective else (b.bound - d.objective) / abs(d.objective)
+    return _replace(d, bound=b.bound, gap=gap, seconds=d.seconds + b.seconds, bound_nodes=b.nodes)
 
 
 def design(preset: str | None = None, *, block: str | None = None, flops: Any = None, params: Any = None,
            rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
            alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
-           solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None):
+           solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None,
+           bound_nodes: int | None = None):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
-    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs). Returns a
+    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs); bound_nodes
+    to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). Returns a
     ``deepmad.solver.Design``; raises ValueError (``solver.Infeasible`` for budgets no design meets).
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
                    max_channels=max_channels, kernels=kernels)
-    return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit)
+    return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit,
+                 bound_nodes=bound_nodes)
 
 
 def analyze_design(d) -> Analysis:

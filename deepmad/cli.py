@@ -67,19 +67,59 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--candidates", type=int, default=500_000,
                    help="candidates the evolutionary search scores (default 500000)")
     d.add_argument("--time-limit", type=float, help="seconds the solver may take")
+    d.add_argument("--bound-nodes", type=int, default=None,
+                   help="node budget of the branch and bound that proves the optimality gap (default 2000, a "
+                        "few seconds; more nodes, a tighter gap; 0 skips it: gap 'not proven')")
     _scoring(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
     d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
-    a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file")
-    a.add_argument("target", help="reference network (resnet50, ...), preset name, or spec file path")
+    a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n"
+                       "  deepmad analyze resnet50\n  deepmad analyze my-net.yaml --json\n"
+                       "  deepmad analyze --torch mypkg.models:build_net --resolution 224")
+    a.add_argument("target", nargs="?", help="reference network (resnet50, ...), preset name, or spec file path")
+    a.add_argument("--torch", metavar="MODULE:CALLABLE",
+                   help="analyze a PyTorch model instead: MODULE:CALLABLE (or file.py:CALLABLE) returning an "
+                        "nn.Module (or naming one), traced with one forward pass; needs deepmad[torch]")
+    a.add_argument("--resolution", metavar="N",
+                   help="with --torch: input side in pixels, or HxW (default 224)")
+    a.add_argument("--in-chans", type=int, metavar="N", help="with --torch: input channels (default 3)")
     _scoring(a)
     a.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
     s = sub.add_parser("presets", help="list the built-in presets and their budgets")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    for name in EXTENSIONS:
+        _extension(name).add_commands(sub)
     return p
+
+
+# Commands that need torch (build, export, train, ...) live in modules of their own. Each has
+# ``add_commands(sub)``, which adds its subparsers, and ``COMMANDS``, a dict from command name to a handler
+# ``handler(args) -> str`` (the text to print; ValueError for bad input). These modules must not import torch
+# at import time: the design commands load them too.
+EXTENSIONS = ("deepmad.cli_models", "deepmad.cli_train")
+
+
+def _extension(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        return _NoCommands
+
+
+class _NoCommands:
+    COMMANDS: dict = {}
+
+    @staticmethod
+    def add_commands(sub) -> None:
+        pass
 
 
 def _scoring(p: argparse.ArgumentParser) -> None:
@@ -113,7 +153,7 @@ def _design(args) -> str:
                    resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
                    classifier=False if args.no_classifier else None, max_depth=args.max_depth,
                    max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
-                   candidates=args.candidates, time_limit=args.time_limit)
+                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes)
     an = api.analyze_design(d)
     out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
     if args.output:
@@ -130,8 +170,39 @@ def _design(args) -> str:
 def _analyze(args) -> str:
     from . import api, report
 
-    an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
-    return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
+    if args.torch is None:
+        if args.target is None:
+            raise ValueError("analyze: give a network, preset or spec file, or --torch MODULE:CALLABLE")
+        for flag, value in (("--resolution", args.resolution), ("--in-chans", args.in_chans)):
+            if value is not None:
+                raise ValueError(f"{flag}: applies to --torch models only (a spec sets its own resolution and "
+                                 f"input channels)")
+        an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
+        return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
+
+    # --torch MODULE:CALLABLE: trace the module (deepmad.models.trace); torch is imported here only
+    if args.target is not None:
+        raise ValueError(f"analyze: give either a network ({args.target!r}) or --torch, not both")
+    size: int | tuple[int, int] = 224
+    if args.resolution is not None:
+        try:
+            parts = [int(v) for v in args.resolution.lower().split("x")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2) or min(parts) < 1:
+            raise ValueError(f"--resolution: expected a side like 224 or HxW like 256x192, "
+                             f"got {args.resolution!r}")
+        size = parts[0] if len(parts) == 1 else (parts[0], parts[1])
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ValueError("--torch: PyTorch is not installed; pip install 'deepmad[torch]'") from None
+    from .models.trace import load_module, text, to_json, trace
+
+    model = load_module(args.torch)
+    an = trace(model, size, 3 if args.in_chans is None else args.in_chans, alpha=args.alpha, beta=args.beta,
+               classifier=not args.no_classifier, name=args.torch)
+    return report.dumps(to_json(an)) if args.json else text(an)
 
 
 def _presets(args) -> str:
@@ -153,10 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if args.command is None:
-        print("deepmad: error: a command is required: design, analyze or presets (see 'deepmad --help')",
-              file=sys.stderr)
+        names = ", ".join(["design", "analyze", "presets"] + [c for m in EXTENSIONS for c in _extension(m).COMMANDS])
+        print(f"deepmad: error: a command is required: {names} (see 'deepmad --help')", file=sys.stderr)
         return 2
-    run = {"design": _design, "analyze": _analyze, "presets": _presets}[args.command]
+    handlers = {"design": _design, "analyze": _analyze, "presets": _presets}
+    for name in EXTENSIONS:
+        handlers.update(_extension(name).COMMANDS)
+    run = handlers[args.command]
     try:
         out = run(args)
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes

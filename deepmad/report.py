@@ -123,7 +123,8 @@ def design_text(d, a: Analysis) -> str:
              f"{sp.n} stages, rho0 {bu.rho0:g}")
     extra = summary(a, bu) + [
         ("solver", f"{d.solver}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored"),
-        ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  (upper bound {num(d.bound)})")),
+        ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch and bound over "
+            f"{getattr(d, 'bound_nodes', 0):,} nodes")),
     ]
     return _lines(title, a, extra)
 
@@ -140,7 +141,8 @@ def budget_json(bu) -> dict[str, Any]:
 
 def design_json(d, a: Analysis) -> dict[str, Any]:
     """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved."""
-    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "seconds": d.seconds,
+    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound,
+            "bound_nodes": getattr(d, "bound_nodes", 0), "seconds": d.seconds,
             "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
             "usage": usage(a, d.problem.budget)}
 

@@ -9,6 +9,7 @@ YAML and JSON round-trip exactly (``from_dict(to_dict(s)) == s``). Validation na
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -213,10 +214,29 @@ def loads(text: str, fmt: str = "yaml") -> Spec:
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_yaml_loader())
     except Exception as e:  # the parsers' own errors name line and column
         raise SpecError(f"not a valid {fmt.upper()} spec: {str(e).splitlines()[0]}") from None
     return from_dict(data)
+
+
+_FLOAT = r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"""
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader():
+    """PyYAML's safe loader, reading floats as YAML 1.2 and JSON do (``1e-09`` is a float, not text)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT.replace("\n", ""), re.X),
+                                 list("-+0123456789."))
+    return Loader
 
 
 def _fmt(path: Path) -> str:

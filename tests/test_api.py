@@ -20,7 +20,7 @@ from deepmad.reference import REFERENCE, reference
 from deepmad.solver import Design, Infeasible
 from deepmad.spec import SpecError, save
 
-CHEAP = dict(solver="evolution", candidates=5000)
+CHEAP = dict(solver="evolution", candidates=5000, bound_nodes=0)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_preset_overrides():
 
 def test_lns_search_is_the_default(monkeypatch):
     fake_lns(monkeypatch, gap=0.0, bound=1.0)
-    d = api.design("deepmad-mb")
+    d = api.design("deepmad-mb", bound_nodes=0)
     assert d.solver == "lns" and d.gap == 0.0
 
 
@@ -246,3 +246,14 @@ def test_import_is_light():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_design_proves_a_bound_and_gap():
+    """The default path proves an upper bound: bound >= objective, gap = (bound - objective) / objective."""
+    d = api.design("deepmad-r18", bound_nodes=60)
+    assert d.bound_nodes > 1 and d.bound >= d.objective
+    assert d.gap == pytest.approx((d.bound - d.objective) / d.objective) and d.gap >= 0
+    more = api.design("deepmad-r18", bound_nodes=400)
+    assert more.objective >= d.objective and more.bound <= d.bound  # more nodes: never a looser bound
+    with pytest.raises(ValueError, match="bound_nodes"):
+        api.design("deepmad-r18", bound_nodes=-1)

@@ -16,7 +16,7 @@ from deepmad.presets import PRESETS
 from deepmad.reference import reference
 from deepmad.spec import from_dict, load, save
 
-CHEAP = ["--solver", "evolution", "--candidates", "5000"]
+CHEAP = ["--solver", "evolution", "--candidates", "5000", "--bound-nodes", "0"]
 BUDGET = ["--block", "bottleneck", "--flops", "1.8G", "--params", "11.7M", "--rho", "0.3"]
 KEYS = {"params": int, "flops": int, "rho": float, "entropy": float, "objective": float, "layers": int,
         "stages": list}
@@ -149,9 +149,9 @@ def test_design_default_solver_reports_gap(capsys, monkeypatch):
         return dataclasses.replace(d, solver="lns", gap=0.0123, bound=d.objective * 1.0123)
 
     monkeypatch.setattr(solver, "solve", solve)
-    code, out, err = run(capsys, "design", "--preset", "deepmad-r18")
-    assert code == 0 and "1.23%" in out and "upper bound" in out
-    j = ok_json(capsys, "design", "--preset", "deepmad-r18")
+    code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "0")
+    assert code == 0 and "1.23%" in out
+    j = ok_json(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "0")
     assert j["gap"] == 0.0123 and j["solver"] == "lns"
 
 
@@ -255,3 +255,10 @@ def test_python_m_deepmad():
     for k, t in KEYS.items():
         assert isinstance(j[k], t), k
     assert j["params"] <= PRESETS["deepmad-mb"].budget.params and "spec" in j and "gap" in j
+
+
+def test_design_prints_the_proven_gap(capsys):
+    code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "40")
+    assert code == 0 and "proven: optimum <=" in out and "nodes" in out
+    j = ok_json(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "40")
+    assert j["bound"] >= j["objective"] and j["gap"] >= 0 and j["bound_nodes"] >= 40

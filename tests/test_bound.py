@@ -1,0 +1,108 @@
+"""deepmad.bound: the branch-and-bound upper bound is valid (never below a design it covers) and exact when it
+runs to completion, checked against brute-force enumeration of small design spaces."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from deepmad import bound as B
+from deepmad.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.presets import preset
+
+
+def all_rows(problem: Problem) -> np.ndarray:
+    """Every row of a small space (brute force)."""
+    sp = problem.space
+    n = sp.n
+    chans = range(sp.step, sp.max_channels + 1, sp.step)
+    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
+    hi_mid = int(bounds(problem)[1][n + 1])
+    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
+    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
+    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
+    return X[in_space(problem, X)]
+
+
+def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
+    X = all_rows(problem) if X is None else X
+    s = evaluate(problem, X)
+    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
+
+
+def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
+    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
+                max_channels=40, num_classes=10)
+    if block == "mbconv":
+        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
+    elif block == "bottleneck":
+        base.update(ratio=(0.0, 1.0))
+    base.update(kw)
+    return Problem(Space(block, **base), Budget(flops, params, rho0))
+
+
+TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
+        tiny("bottleneck", 1.0e6, 20e3, 0.3, strides=(1, 2))]
+
+
+@pytest.mark.parametrize("problem", TINY, ids=lambda p: f"{p.space.block}-{p.space.strides}")
+def test_complete_search_equals_brute_force(problem):
+    best = brute_force(problem)
+    assert best > -math.inf
+    bb = B.BranchAndBound(problem, incumbent=-math.inf)
+    r = bb.run(time_limit=math.inf, tol=0.0)
+    assert r.complete
+    assert r.bound >= best - 1e-6 * abs(best)
+    assert r.incumbent == pytest.approx(best, rel=1e-12)  # the exact leaves found the optimum itself
+    assert r.bound == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize("problem", TINY, ids=lambda p: f"{p.space.block}-{p.space.strides}")
+def test_bound_from_a_worse_incumbent_finds_the_optimum(problem):
+    X = all_rows(problem)
+    s = evaluate(problem, X)
+    feas = np.sort(s.objective[s.feasible])
+    worse = float(feas[len(feas) // 2])  # a median design as the incumbent
+    r = B.BranchAndBound(problem, incumbent=worse).run(time_limit=math.inf, tol=0.0)
+    assert r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
+    assert r.row is not None and evaluate(problem, np.array([r.row])).objective[0] == pytest.approx(feas[-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_every_box_bound_covers_the_designs_in_it(data):
+    """Validity: the relaxation of any box is >= the best feasible design inside that box."""
+    problem = data.draw(st.sampled_from(TINY))
+    sp, n = problem.space, problem.space.n
+    bb = B.BranchAndBound(problem, incumbent=-math.inf)
+    root = bb.root()
+
+    def sub(r):
+        a = data.draw(st.integers(r[0], r[1]))
+        b = data.draw(st.integers(a, r[1]))
+        return (a, b)
+
+    node = B.Node(tuple(sub(r) for r in root.L), tuple(sub(r) for r in root.k), tuple(sub(r) for r in root.z))
+    X = all_rows(problem)
+    st_ = sp.step
+    inside = np.ones(len(X), bool)
+    for v, (a, b) in enumerate(node.z):
+        col = v if v <= n else n + 1 + (v - n - 1)
+        inside &= (X[:, col] >= a * st_) & (X[:, col] <= b * st_)
+    for i in range(n):
+        ks = sp.kernels[node.k[i][0]: node.k[i][1] + 1]
+        inside &= np.isin(X[:, 2 * n + 1 + i], ks)
+        inside &= (X[:, 3 * n + 1 + i] >= node.L[i][0]) & (X[:, 3 * n + 1 + i] <= node.L[i][1])
+    ub, _ = bb.R.solve(node, st_, iters=3)
+    best = brute_force(problem, X[inside]) if inside.any() else -math.inf
+    assert ub >= best - 1e-6 * max(1.0, abs(best))
+
+
+def test_preset_bound_is_above_the_design_and_finite():
+    p = preset("deepmad-r18")
+    from deepmad.solver import solve
+    d = solve(p)
+    r = B.BranchAndBound(p, d.objective).run(time_limit=math.inf, max_nodes=300)
+    assert math.isfinite(r.bound) and r.bound >= d.objective
+    assert r.nodes <= 301 + 1
