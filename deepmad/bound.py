@@ -15,12 +15,20 @@ u = log L'. Then
   - u ≤ log L' (convex set) and u ≥ the chord of log over the box keep u tied to L'.
 Every design inside a box of (depths, kernels, channels) is a point of that box's convex program, so its
 optimum bounds the box. The program is solved as a linear program over tangent cuts (Kelley's method): the
-cuts only enlarge the feasible set, so every LP optimum is itself a valid bound, and since the convex
-functions do not depend on the box, one pool of cuts serves every box. Best-first branch and bound splits
-the box of the variable with the widest range (depths first, then kernels, then channels) and drops boxes
-whose bound does not exceed the incumbent (the search's design). It stops when the largest open bound is
-within ``tol`` of the incumbent, or at its time or node limit: the bound it returns, the largest open one,
-is valid whenever it stops. A box that holds a single design is scored exactly.
+cuts only enlarge the feasible set, so every LP optimum is itself a valid bound (three rounds of cuts per
+box; a child inherits the cuts tight at its parent's LP point). Best-first branch and bound: each box is split
+where its relaxation is loosest at the LP point (the McCormick gap of a P_i = L'_i·q_i, the a_j^hi − a_j
+slack, a kernel strictly between two choices; a stage's depth range is first split at L = 1), and boxes whose
+bound does not exceed the incumbent (the search's design) are dropped. A box that holds a single design is
+scored exactly (a better design met there becomes the incumbent). It stops when the largest open bound is
+within ``tol`` of the incumbent or at its node (or time) limit; every max(largest open bound, incumbent)
+along the way is valid, and it returns the smallest. With a node limit only, it is deterministic.
+
+The penalty's tangent cuts are taken at depth variances of at most VAR_CAP (16) so that their slopes stay
+moderate; a cut at any point is valid, so this costs no design its place in the relaxation.
+
+Measured (benchmarks/solve.py, 2,000 nodes, about 3 s): gaps of 1-2% on the bottleneck presets and 10-17% on
+the MBConv presets, whose five stages and three kernels make a larger tree; more nodes tighten them.
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ import numpy as np
 from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
-VAR_CAP = 16.0  # designs whose depth variance exceeds this lose β·e^16 ≈ 9e7·β: the bound ignores them
+VAR_CAP = 16.0  # largest depth variance at which a tangent cut of the penalty is taken
 
 
 @dataclass(frozen=True)
@@ -271,7 +279,7 @@ class Relaxation:
                 obj[v] += a * smin; obj0 -= a * hi[v] * smin
             obj += a * ahi * S; obj0 += a * ahi * s0
         obj[self.it] = 1.0
-        lo[self.it], hi[self.it] = -b.beta * math.exp(VAR_CAP), -b.beta
+        lo[self.it], hi[self.it] = -INF, -b.beta
         A = np.array(A); rhs = np.array(rhs)
         bnds = list(zip(lo, hi))
         best, v = INF, None

@@ -75,7 +75,13 @@ def setup(device: str = "auto") -> Dist:
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group: every rank arrives first, and the DDP reducers still holding it are freed
+    before it goes (gloo aborts the process when its threads outlive their group)."""
     if d.owned and dist.is_initialized():
+        import gc
+
+        dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 
