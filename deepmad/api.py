@@ -277,8 +277,8 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
 
     The design is checked feasible. ``bound_nodes`` (default ``bound.BOUND_NODES``; 0 skips it) is the node
     budget of the branch and bound of ``deepmad.bound`` that proves an upper bound on the optimum; the design's
-    ``bound`` and ``gap`` come from it (``None``: not proven). Should the branch and bound meet a better
-    design than the lns search, that design is returned (the evolutionary baseline's is kept as it is)."""
+    ``bound`` and ``gap`` come from it (``None``: not proven). The proof never changes the design: the same
+    problem gives the same network whatever the node budget."""
     from .bound import BOUND_NODES
 
     bound_nodes = BOUND_NODES if bound_nodes is None else bound_nodes
@@ -306,22 +306,16 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
         from .solver import Infeasible
 
         raise Infeasible(f"the {solver} solver found no design of {prob.name or 'this problem'} within its budgets")
-    return prove(d, bound_nodes, improve=solver == "lns") if bound_nodes else d
+    return prove(d, bound_nodes) if bound_nodes else d
 
 
-def prove(d, max_nodes: int, improve: bool = True):
+def prove(d, max_nodes: int):
     """The design with the bound and gap the branch and bound proves in max_nodes nodes."""
     from dataclasses import replace as _replace
 
-    import numpy as np
-
     from .bound import prove as _prove
-    from .budget import to_spec
 
     b = _prove(d.problem, d.objective, max_nodes=max_nodes)
-    if improve and b.row is not None and b.incumbent > d.objective:
-        x = np.asarray(b.row)
-        d = _replace(d, x=tuple(int(v) for v in x), spec=to_spec(d.problem, x), objective=b.incumbent)
     gap = 0.0 if b.bound <= d.objective else (b.bound - d.objective) / abs(d.objective)
     return _replace(d, bound=b.bound, gap=gap, seconds=d.seconds + b.seconds, bound_nodes=b.nodes)
 

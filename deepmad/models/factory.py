@@ -41,7 +41,7 @@ def preset_spec(name: str) -> Spec:
     """The design of preset name (``deepmad.api.design(name).spec``), solved once per process."""
     from .. import api
 
-    return api.design(name).spec
+    return api.design(name, bound_nodes=0).spec  # the proof does not change the design
 
 
 def resolve_spec(name_or_spec: str | os.PathLike | Spec) -> Spec:
