@@ -9,6 +9,7 @@ YAML and JSON round-trip exactly (``from_dict(to_dict(s)) == s``). Validation na
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -258,8 +259,11 @@ def load(path: str | os.PathLike) -> Spec:
         raise SpecError(f"{p}: {e}") from None
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text to path through a temporary file and a rename: the old file is never half-written."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """A binary file that replaces path only once everything was written to it: a temporary file in the same
+    directory (with the old file's mode, or the umask's), synced, then renamed over path. On any error the
+    temporary file is removed and the old file is left as it was."""
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
@@ -270,14 +274,28 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
             os.umask(umask)
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write text to path atomically (``atomic_file``): the old file is never half-written."""
+    with atomic_file(path) as f:
+        f.write(text.encode())
 
 
 def save(spec: Spec, path: str | os.PathLike) -> None:
@@ -291,4 +309,4 @@ def out_resolution(r: int, stride: int) -> int:
 
 
 __all__ = ["Spec", "Stem", "Stage", "SpecError", "BLOCKS", "load", "save", "loads", "dumps", "to_dict",
-           "from_dict", "validate", "write_atomic", "out_resolution"]
+           "from_dict", "validate", "write_atomic", "atomic_file", "out_resolution"]

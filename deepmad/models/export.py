@@ -221,6 +221,19 @@ def _require_ok(checks: Sequence[Check], fmt: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- ONNX
 
+def _reference(model: nn.Module, resolution: int | None, in_chans: int | None, dynamic_hw: bool):
+    """What an export is traced with and checked against: input side and channels, the model's device, the
+    tracing example, the check inputs, the output names and the model's outputs on those inputs (eval mode)."""
+    resolution, in_chans = _model_input(model, resolution, in_chans)
+    device = _device(model)
+    inputs = check_inputs(in_chans, resolution, dynamic_hw)
+    with _Eval(model):
+        example = torch.randn(2, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(1))
+        names = output_names(model, model(example.to(device)))
+        expected = [[t.cpu() for t in _outputs(model(x.to(device)))] for x in inputs]
+    return resolution, in_chans, device, example, inputs, names, expected
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | None = None, *,
                 dynamic_hw: bool = False, opset: int = DEFAULT_OPSET, in_chans: int | None = None,
                 force: bool = False, verify: bool = True) -> ExportResult:
@@ -237,13 +250,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
         raise ExportError(f"opset: expected an integer in {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
     dest = check_path(path, force)
-    resolution, in_chans = _model_input(model, resolution, in_chans)
-    device = _device(model)
-    inputs = check_inputs(in_chans, resolution, dynamic_hw)
-    with _Eval(model):
-        example = torch.randn(2, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(1))
-        names = output_names(model, model(example.to(device)))
-        expected = [[t.cpu() for t in _outputs(model(x.to(device)))] for x in inputs]
+    resolution, in_chans, device, example, inputs, names, expected = _reference(model, resolution, in_chans,
+                                                                                 dynamic_hw)
 
     axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch", **({2: "height", 3: "width"} if dynamic_hw else {})}}
     for name in names:
@@ -296,13 +304,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, resolution: in
     with ``torch.jit.load`` and must equal the model at batch 1 and 3 before it is published. The traced
     graph works at any batch size; other input sides are not checked (a trace records one forward)."""
     dest = check_path(path, force)
-    resolution, in_chans = _model_input(model, resolution, in_chans)
-    device = _device(model)
-    inputs = check_inputs(in_chans, resolution, False)
-    with _Eval(model):
-        example = torch.randn(2, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(1))
-        names = output_names(model, model(example.to(device)))
-        expected = [[t.cpu() for t in _outputs(model(x.to(device)))] for x in inputs]
+    resolution, in_chans, device, example, inputs, names, expected = _reference(model, resolution, in_chans, False)
 
     def write(tmp: str) -> None:
         with _Eval(model):

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..spec import atomic_file
 
 FORMAT = "deepmad-train"
 VERSION = 1
@@ -30,25 +31,8 @@ class CheckpointError(ValueError):
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """torch.save obj to path through a temporary file in the same directory and a rename."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
