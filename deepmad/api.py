@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from . import blocks, theory
-from .budget import Budget, Problem, Space, evaluate, parse_count
+from .budget import Budget, Problem, Space, evaluate, parse_count, to_spec
 from .presets import PRESETS, preset as _preset
 from .reference import REFERENCE, reference
 from .spec import BLOCKS, Spec, SpecError, load
@@ -277,8 +277,11 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
 
     The design is checked feasible. ``bound_nodes`` (default ``bound.BOUND_NODES``; 0 skips it) is the node
     budget of the branch and bound of ``deepmad.bound`` that proves an upper bound on the optimum; the design's
-    ``bound`` and ``gap`` come from it (``None``: not proven). The proof never changes the design: the same
-    problem gives the same network whatever the node budget."""
+    ``bound`` and ``gap`` come from it (``None``: not proven). With the lns solver and a bound, the search is
+    the light one of ``solver.BOUNDED_STARTS`` (its first incumbent) and the branch and bound improves the design
+    wherever it finds a better one (its primal heuristic descends from the relaxations' optima): the design
+    is the best of both. Without a bound it is the full search's. The evolutionary baseline's design is only
+    bounded, never changed. Deterministic: the same arguments give the same design, bit for bit."""
     from .bound import BOUND_NODES
 
     bound_nodes = BOUND_NODES if bound_nodes is None else bound_nodes
@@ -289,9 +292,10 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
     if time_limit is not None:
         time_limit = _positive(time_limit, "time_limit")
     if solver == "lns":
-        from .solver import solve as lns
+        from .solver import BOUNDED_KICKS, BOUNDED_STARTS, solve as lns
 
-        d = lns(prob, time_limit=time_limit)
+        light = dict(n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS) if bound_nodes else {}
+        d = lns(prob, time_limit=time_limit, **light)
     else:
         from .evolution import evolve
 
@@ -306,18 +310,19 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
         from .solver import Infeasible
 
         raise Infeasible(f"the {solver} solver found no design of {prob.name or 'this problem'} within its budgets")
-    return prove(d, bound_nodes) if bound_nodes else d
+    return prove(d, bound_nodes, improve=solver == "lns") if bound_nodes else d
 
 
-def prove(d, max_nodes: int):
-    """The design with the bound and gap the branch and bound proves in max_nodes nodes."""
-    from dataclasses import replace as _replace
-
+def prove(d, max_nodes: int, improve: bool = True):
+    """The design with the bound and gap the branch and bound proves in max_nodes nodes; with ``improve``,
+    the better design the branch and bound finds, if any, replaces it."""
     from .bound import prove as _prove
 
-    b = _prove(d.problem, d.objective, max_nodes=max_nodes)
+    b = _prove(d.problem, d.objective, max_nodes=max_nodes, polish=improve)
+    if improve and b.row is not None and b.incumbent > d.objective:
+        d = replace(d, x=tuple(b.row), spec=to_spec(d.problem, b.row, name=d.spec.name), objective=b.incumbent)
     gap = 0.0 if b.bound <= d.objective else (b.bound - d.objective) / abs(d.objective)
-    return _replace(d, bound=b.bound, gap=gap, seconds=d.seconds + b.seconds, bound_nodes=b.nodes)
+    return replace(d, bound=b.bound, gap=gap, seconds=d.seconds + b.seconds, bound_nodes=b.nodes)
 
 
 def design(preset: str | None = None, *, block: str | None = None, flops: Any = None, params: Any = None,

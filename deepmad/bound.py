@@ -3,35 +3,45 @@
 Why this method. The program is mixed-integer and non-convex (products of depths and logs, the exp of a
 variance); a general MINLP solver on the raw formulation finds no finite dual bound in minutes
 (solver-notes.md). Its structure gives a tight convex relaxation instead. Take as variables the logs of the
-channel counts x = log c, y = log m, of the kernels κ = log k, the extra depths L' = L − 1 and their logs
-u = log L'. Then
-  - MACs and params are posynomials: log-sum-exps of affine functions of (x, y, κ, u), convex;
-  - every Σ log w (the S_j of Eq. 4) is affine in (x, y, κ) plus products L'_i·q_i, q_i the log width of a
-    repeated block (affine), bounded above on a box by McCormick's envelope (linear);
-  - the ρ0 constraint of every scale prefix, S_j ≥ ℓ_j·log(ℓ_j/ρ0) with ℓ_j affine in L', is convex;
-  - the depth penalty β·exp(Var L) is convex in L', so the objective's −penalty is concave;
-  - each product log(r_j²c_j)·S_j is bounded above on a box by a_j^hi·S_j − (a_j^hi − a_j)·S_j^min
-    (a_j = log(r_j²c_j) ≤ a_j^hi, S_j ≥ S_j^min ≥ 0), linear;
-  - u ≤ log L' (convex set) and u ≥ the chord of log over the box keep u tied to L'.
+channel counts x = log c (and of the mid channels), of the kernels κ = log k, the extra depths L' = L − 1 of
+every stage, and the *perspective* variables X = L'·x of each channel and kernel variable of a stage (the
+log widths of its L' repeated blocks, summed). Then
+  - every Σ log w (the S_j of Eq. 4) is linear in (x, κ, X): the repeated blocks contribute q(X) exactly;
+  - MACs and params are sums of monomials: exp(affine(x, κ)) for the blocks met once (stem, each stage's first
+    block, head, classifier) and L'·exp(affine(X)/L') for the repeated ones, the perspective of exp: both are
+    convex, and both are exact;
+  - the only relaxed link is X = L'·x, replaced on a box by McCormick's envelope (exact when L' or x is fixed);
+  - the ρ0 constraint of every scale prefix, S_j ≥ ℓ_j·log(ℓ_j/ρ0) with ℓ_j linear in L', is convex;
+  - the penalty: t ≤ −β·exp(V), V ≥ Var(L') = Σ_k (U_k·L')²/n (U: an orthonormal basis of zero-mean depth
+    vectors, so each square is a one-dimensional convex function), convex;
+  - each product log(r_j²c_j)·S_j is bounded above on a box by McCormick's two planes (linear);
+  - the ordering and ratio constraints are linear, on x and (times L') on X.
 Every design inside a box of (depths, kernels, channels) is a point of that box's convex program, so its
-optimum bounds the box. The program is solved as a linear program over tangent cuts (Kelley's method): the
-cuts only enlarge the feasible set, so every LP optimum is itself a valid bound (three rounds of cuts per
-box; a child inherits the cuts tight at its parent's LP point). Best-first branch and bound: each box is split
-where its relaxation is loosest at the LP point (the McCormick gap of a P_i = L'_i·q_i, the a_j^hi − a_j
-slack, a kernel strictly between two choices; a stage's depth range is first split at L = 1), and boxes whose
-bound does not exceed the incumbent (the search's design) are dropped. A box that holds a single design is
-scored exactly (a better design met there becomes the incumbent). It stops when the largest open bound is
-within ``tol`` of the incumbent or at its node (or time) limit; every max(largest open bound, incumbent)
-along the way is valid, and it returns the smallest. With a node limit only, it is deterministic.
+optimum bounds the box. The program is solved as a linear program over tangent cuts (Kelley's method), which
+only enlarge the feasible set, so every LP optimum is itself a valid bound. The cost cuts are tangents where
+the segment from the box's cheapest design to the LP point leaves the budget (the supporting-hyperplane
+method), one per stage of each budget (every stage's cost has its own epigraph variable), so the polyhedral
+model is good after a few rounds: up to 8 x 10 rounds at the root, 3 at every other box, whose children
+inherit the cuts tight at its LP point.
 
-Scope: designs whose depth variance exceeds VAR_CAP (16) are left out of the relaxation (the penalty's
-epigraph variable is bounded below by −β·e^16, which keeps the LPs well scaled): their penalty alone,
-β·e^16 ≈ 8.9e6·β, puts them below any design with a positive objective wherever the entropy is under that
+Best-first branch and bound. A box is split where its relaxation is loosest at the LP point: the McCormick
+gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
+integrality (a fractional depth or channel count), each scored by what it is worth in the objective; children
+are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
+dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
+LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
+descent); a better design becomes the incumbent (``Bound.row``), which prunes more. It stops when the largest
+open bound is within ``tol`` of the incumbent or at its node (or time) limit; every max(largest open bound,
+incumbent) along the way is valid, and it returns the smallest. With a node limit only, it is deterministic.
+
+Scope: designs whose depth variance exceeds ``var_cap`` are left out (it keeps the LPs well scaled):
+max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 0). Their penalty alone,
+β·e^var_cap ≥ 1e8, puts them below any design with a positive objective wherever the entropy is under 1e8
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
-bound of the box's parent, which contains it.
+bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured (benchmarks/solve.py, 2,000 nodes, about 3 s): gaps of 1-2% on the bottleneck presets and 10-17% on
-the MBConv presets, whose five stages and three kernels make a larger tree; more nodes tighten them.
+Measured (benchmarks/solve.py, 120 nodes, about half a second on this project's 2-core machine): gaps of
+0.1-2% on the nine presets; more nodes tighten them (``deepmad design --bound-nodes``).
 """
 from __future__ import annotations
 
@@ -45,7 +55,11 @@ import numpy as np
 from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
-VAR_CAP = 16.0  # depth variance above which designs are left out of the relaxation (see Scope)
+VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
+PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
+ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
+NODE_ITERS = 3  # rounds of cuts at every other box
+POLISH_EVERY = 8  # at most one primal heuristic per this many boxes
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,10 @@ class Bound:
 
 
 class Relaxation:
-    """The convex program of a box, in the variables v = [x (c0..cn) | y (m1..mn) | κ | L' | u | P | t]."""
+    """The convex program of a box (module docstring), over v = [x | κ | L' | X | h | t | V | s | e]:
+    x = log channels (c0, c1..cn, then m1..mn), κ = log kernels, L' = L − 1, X = the perspective variables
+    L'_i·x of stage i's own channel and kernel variables, h_j ≥ log(r_j² c_j)·S_j, t ≤ −β exp(V),
+    V ≥ Σ s_k / n, s_k ≥ (U_k·L')², e = the scaled cost of each part (stem, stage i) of each budget."""
 
     def __init__(self, problem: Problem):
         sp = problem.space
@@ -78,22 +95,35 @@ class Relaxation:
         self.p, self.sp, self.b = problem, sp, problem.budget
         n = self.n = sp.n
         self.nz = 1 + n + (n if sp.has_mid else 0)
-        self.ik = self.nz  # κ_i
-        self.iL = self.ik + n  # L'_i
-        self.iu = self.iL + n  # u_i
-        self.iP = self.iu + n  # P_i >= L'_i q_i (upper envelope)
-        self.it = self.iP + n  # t <= -β exp(Var L)
-        self.nv = self.it + 1
-        self.r0, self.rs = sp.resolutions()
-        self.per_block = {"basic": 2, "bottleneck": 3, "mbconv": 3}[sp.block]
+        self.ik = self.nz
+        self.iL = self.ik + n
+        self.X: dict[tuple[int, int], int] = {}  # (stage 1..n, own variable) -> its perspective column
+        for i in range(1, n + 1):
+            for v in sorted({self.xc(i), self.xm(i), self.ik + i - 1}):
+                self.X[(i, v)] = self.iL + n + len(self.X)
+        self.pairs = np.array([(col, v, self.iL + i - 1) for (i, v), col in self.X.items()])  # X = L'·x
         self.ends = sp.scale_ends()
-        self.alpha = problem.alpha
-        self.macs = self._costs(macs=True)
-        self.params = self._costs(macs=False)
-        self.cuts_A: list[np.ndarray] = []
-        self.cuts_b: list[float] = []
+        self.ih = self.iL + n + len(self.X)
+        self.it = self.ih + len(self.ends)
+        self.iV = self.it + 1
+        self.iS = self.iV + 1  # s_k >= (U_k·L')², Var(L') = Σ_k (U_k·L')² / n
+        self.parts = n + 1
+        self.ic = self.iS + n - 1  # epigraph of the cost of each part (stem, stage i) of each budget
+        self.nv = self.ic + 2 * self.parts
+        # U: an orthonormal basis of the depth vectors with zero mean (Helmert's), so the variance is separable
+        self.U = np.array([[1.0] * k + [-k] + [0.0] * (n - k - 1) for k in range(1, n)]).reshape(-1, n)
+        if n > 1:
+            self.U /= np.linalg.norm(self.U, axis=1, keepdims=True)
+        self.r0, self.rs = sp.resolutions()
+        self.alpha = np.array(problem.alpha)
+        most = (sp.max_depth - 1) ** 2 / 4  # the largest variance of depths in 1..max_depth
+        beta = self.b.beta
+        self.var_cap = most if beta == 0 else min(most, max(VAR_CAP, math.log(PENALTY_CAP / beta)))
+        self._terms()
+        self._entropy()
+        self._static()
+        self.last: dict | None = None  # the LP point of the last box solved
         self.lp = _LP()
-        self.last: dict | None = None  # the LP point and objective of the last box solved
 
     def xc(self, i: int) -> int:
         return i
@@ -102,26 +132,22 @@ class Relaxation:
         return self.n + i if self.sp.has_mid else i
 
     # ---- the pieces of the program
-    def _costs(self, macs: bool):
-        """Monomials (coef, exponent vector, stage whose L' it carries or -1) of MACs or params."""
+    def _monomials(self, macs: bool) -> list[tuple[float, tuple[int, ...], int, int]]:
+        """MACs or params as monomials (coef, variables multiplied, stage whose repeated blocks carry it
+        or -1, part): coef·exp(Σ x) for a block met once, coef·L'·exp(Σ x) for the L' repeated blocks."""
         sp, n = self.sp, self.n
         out = []
 
+        part = 0  # the stage whose epigraph variable collects the term: 0 stem, i stage i (head, classifier: n)
+
         def mono(coef, *vs, rest=-1):
-            e = np.zeros(self.nv)
-            for v in vs:
-                e[v] += 1
-            if rest >= 0:
-                e[self.iu + rest] += 1
-            out.append((float(coef), e, rest))
+            out.append((float(coef), vs, rest, part))
 
         ks = sp.stem_kernel
-        if macs:
-            mono(3 * ks * ks * self.r0**2, 0)
-        else:
-            mono(3 * ks * ks + 2, 0)
+        mono(3 * ks * ks * self.r0**2 if macs else 3 * ks * ks + 2, 0)
         r_in = self.r0
         for i in range(1, n + 1):
+            part = i
             r = self.rs[i - 1]
             kk = (self.ik + i - 1,) * 2  # k² = exp(2κ)
             cin, c, m = self.xc(i - 1), self.xc(i), self.xm(i)
@@ -177,188 +203,272 @@ class Relaxation:
                     mono(nc)
         return out
 
-    def prefix(self, j_stage: int):
-        """S at the end of stage j_stage (0 = stem) as (vector over v, constant), and ℓ as (vector, constant)."""
-        sp = self.sp
-        S = np.zeros(self.nv)
-        s0 = math.log(3 * sp.stem_kernel**2)
-        ell = np.zeros(self.nv)
-        l0 = 1.0
-        for i in range(1, j_stage + 1):
-            cin, c, m, kap = self.xc(i - 1), self.xc(i), self.xm(i), self.ik + i - 1
-            if sp.block == "bottleneck":
-                S[cin] += 1; S[m] += 2; S[kap] += 2
-            elif sp.block == "basic":
-                S[cin] += 1; S[c] += 1; S[kap] += 4
-            else:
-                S[cin] += 1; S[m] += 1; S[kap] += 2
-            S[self.iP + i - 1] += 1
-            ell[self.iL + i - 1] += self.per_block
-            l0 += self.per_block
-        if j_stage == self.n and sp.head is not None:
-            S[self.xc(self.n)] += 1
-            l0 += 1
-        return S, s0, ell, l0
+    def _terms(self) -> None:
+        """Both budgets' monomials as arrays, each scaled by its budget: term t is coef_t·exp(E_t·v) when met
+        once and coef_t·L'·exp(E_t·X/L') (the perspective of exp, convex) for repeated blocks, E_t then over
+        the stage's X columns (Ex_t: the same exponent over its x columns)."""
+        coef, E, Ex, Lsel, group = [], [], [], [], []
+        for g, (macs, limit) in enumerate(((True, self.b.flops), (False, self.b.params))):
+            for c, vs, rest, part in self._monomials(macs):
+                e, ex, ls = np.zeros(self.nv), np.zeros(self.nv), np.zeros(self.nv)
+                for v in vs:
+                    ex[v] += 1
+                    e[v if rest < 0 else self.X[(rest + 1, v)]] += 1
+                if rest >= 0:
+                    ls[self.iL + rest] = 1
+                coef.append(c / limit); E.append(e); Ex.append(ex); Lsel.append(ls); group.append(g * self.parts + part)
+        self.coef, self.E, self.Ex, self.Lsel = np.array(coef), np.array(E), np.array(Ex), np.array(Lsel)
+        self.rep = self.Lsel.any(1)
+        self.EEL = np.hstack([self.E.T, self.Ex.T, self.Lsel.T])
+        self.in_part = np.eye(2 * self.parts)[group]  # term -> (budget, part)
+        self.onehot = self.in_part.reshape(-1, 2, self.parts).sum(2)  # term -> budget
 
-    def q(self, i: int) -> np.ndarray:
-        """Log width sum of one repeated block of stage i (1-based), as a vector over v."""
-        sp = self.sp
-        v = np.zeros(self.nv)
-        c, m, kap = self.xc(i), self.xm(i), self.ik + i - 1
-        if sp.block == "bottleneck":
-            v[c] += 1; v[m] += 2; v[kap] += 2
-        elif sp.block == "basic":
-            v[c] += 2; v[kap] += 4
-        else:
-            v[c] += 1; v[m] += 1; v[kap] += 2
-        return v
+    def _at(self, V: np.ndarray):
+        """Exponents z and values of every term at the rows of V; a repeated term with L' ~ 0 is worth 0 and
+        takes its exponent from the stage's own x."""
+        T = len(self.coef)
+        Y = V @ self.EEL
+        Lp = Y[:, 2 * T:] + ~self.rep  # L' of repeated terms, 1 for the others
+        small = Lp < 1e-7
+        z = np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp))
+        z = np.minimum(z, 700.0)
+        return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
 
-    # ---- one box
-    def box(self, node: Node, step: int):
+    def costs(self, V: np.ndarray) -> np.ndarray:
+        """MACs / FLOPs budget and params / params budget at the rows of V (shape (rows, 2))."""
+        return self._at(V)[1] @ self.onehot
+
+    def cost_cuts(self, w: np.ndarray, g: int) -> list[tuple[np.ndarray, float]]:
+        """Tangents at w of the (scaled) cost of every part of budget g, as rows·v <= rhs with that part's
+        epigraph variable: exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >=
+        e^z0 ((1 − z0) L' + E·X) per repeated term."""
+        z, _ = self._at(w[None])
+        gam = self.coef * np.exp(z[0])
+        G = self.in_part[:, g * self.parts:(g + 1) * self.parts] * gam[:, None]  # (terms, parts)
+        rows = G.T @ self.E + (G * (1 - z[0])[:, None]).T @ self.Lsel
+        rows[np.arange(self.parts), self.ic + g * self.parts + np.arange(self.parts)] -= 1
+        rhs = -((G * ((1 - z[0]) * ~self.rep)[:, None]).sum(0))
+        return list(zip(rows, rhs))
+
+    def _entropy(self) -> None:
+        """S_j (Σ log w to the end of scale j) and ℓ_j (its layers) as affine functions of v."""
         sp, n = self.sp, self.n
-        lo = np.zeros(self.nv); hi = np.zeros(self.nv)
-        for v, (a, b) in enumerate(node.z):
-            lo[v], hi[v] = math.log(a * step), math.log(b * step)
-        for i in range(n):
-            lo[self.ik + i] = math.log(sp.kernels[node.k[i][0]])
-            hi[self.ik + i] = math.log(sp.kernels[node.k[i][1]])
-            a, b = node.L[i]
-            lo[self.iL + i], hi[self.iL + i] = a - 1, b - 1
-            lo[self.iu + i] = math.log(a - 1) if a > 1 else -50.0
-            hi[self.iu + i] = math.log(b - 1) if b > 1 else -50.0
-        return lo, hi
+        per_block = {"basic": 2, "bottleneck": 3, "mbconv": 3}[sp.block]
+        m = len(self.ends)
+        self.S, self.ell = np.zeros((m, self.nv)), np.zeros((m, self.nv))
+        self.s0 = np.full(m, math.log(3 * sp.stem_kernel**2))
+        self.l0 = np.ones(m)
+        for j, u in enumerate(self.ends):
+            S, ell = self.S[j], self.ell[j]
+            for i in range(1, u + 2):
+                cin, c, mid, kap = self.xc(i - 1), self.xc(i), self.xm(i), self.ik + i - 1
+                first = {"bottleneck": {cin: 1, mid: 2, kap: 2}, "basic": {cin: 1, c: 1, kap: 4},
+                         "mbconv": {cin: 1, mid: 1, kap: 2}}[sp.block]
+                for v, w in first.items():
+                    S[v] += w
+                for v, w in self.q(i).items():  # the repeated blocks, exactly: L'·q = q(X)
+                    S[self.X[(i, v)]] += w
+                ell[self.iL + i - 1] += per_block
+                self.l0[j] += per_block
+            if u == n - 1 and sp.head is not None:
+                S[self.xc(n)] += 1
+                self.l0[j] += 1
+        sides = [self.r0] + self.rs
+        self.r2 = np.array([math.log(sides[u + 1] ** 2) for u in self.ends])
+        fixed = [j for j, u in enumerate(self.ends) if u == n - 1 and sp.head is not None]
+        self.a_col = np.array([-1 if j in fixed else self.xc(u + 1) for j, u in enumerate(self.ends)])
 
-    def solve(self, node: Node, step: int, iters: int = 30, eps: float = 1e-7, cuts=None):
-        """Upper bound of the box's program (−inf when it is infeasible), and the cuts it used."""
-        self.cuts_A, self.cuts_b = (list(cuts[0]), list(cuts[1])) if cuts else ([], [])
+    def q(self, i: int) -> dict[int, float]:
+        """Log width sum of one repeated block of stage i (1-based): the weight of each of its variables."""
+        c, m, kap = self.xc(i), self.xm(i), self.ik + i - 1
+        if self.sp.block == "bottleneck":
+            return {c: 1.0, m: 2.0, kap: 2.0}
+        if self.sp.block == "basic":
+            return {c: 2.0, kap: 4.0}
+        return {c: 1.0, m: 1.0, kap: 2.0}
+
+    def _static(self) -> None:
+        """Rows every box shares: ordering, ratio range, fixed-factor entropy, tangents of the penalty."""
         sp, n, b = self.sp, self.n, self.b
-        lo, hi = self.box(node, step)
         A, rhs = [], []
-        Pmax = np.zeros(n)
-        for i in range(n):  # McCormick: P_i <= L'_i q_i over the box
-            qv = self.q(i + 1)
-            qlo = float(np.where(qv > 0, qv * lo, qv * hi).sum())
-            qhi = float(np.where(qv > 0, qv * hi, qv * lo).sum())
-            Llo, Lhi = lo[self.iL + i], hi[self.iL + i]
-            iP, iL = self.iP + i, self.iL + i
-            r1 = -Lhi * qv; r1[iP] += 1; r1[iL] -= qlo  # P <= Lhi q + L' qlo - Lhi qlo
-            A.append(r1); rhs.append(-Lhi * qlo)
-            r2 = -Llo * qv; r2[iP] += 1; r2[iL] -= qhi  # P <= Llo q + L' qhi - Llo qhi
-            A.append(r2); rhs.append(-Llo * qhi)
-            Pmax[i] = Lhi * qhi
-            if Llo >= 1:  # u >= chord of log L' on [Llo, Lhi]
-                row = np.zeros(self.nv)
-                if Lhi > Llo:
-                    sl = (math.log(Lhi) - math.log(Llo)) / (Lhi - Llo)
-                    row[self.iu + i] = -1; row[iL] = sl
-                    A.append(row); rhs.append(sl * Llo - math.log(Llo))
-        lo[self.iP:self.iP + n] = 0.0
-        hi[self.iP:self.iP + n] = Pmax
-        for i in range(n):  # non-decreasing channels
-            row = np.zeros(self.nv); row[self.xc(i)] = 1; row[self.xc(i + 1)] = -1
-            A.append(row); rhs.append(0.0)
+
+        def row(entries: dict, r: float):
+            a = np.zeros(self.nv)
+            for k, val in entries.items():
+                a[k] += val
+            A.append(a); rhs.append(r)
+
+        for i in range(n):
+            row({self.xc(i): 1, self.xc(i + 1): -1}, 0.0)  # non-decreasing channels
         if sp.has_mid:
             for i in range(1, n + 1):
-                if sp.ratio[0] > 0:
-                    row = np.zeros(self.nv); row[self.xc(i)] = 1; row[self.xm(i)] = -1
-                    A.append(row); rhs.append(-math.log(sp.ratio[0]))
-                row = np.zeros(self.nv); row[self.xm(i)] = 1; row[self.xc(i)] = -1
-                A.append(row); rhs.append(math.log(sp.ratio[1]))
-        # objective: Σ_j α_j [a_j^hi S_j − (a_j^hi − a_j) S_j^min] + t
-        obj = np.zeros(self.nv); obj0 = 0.0
-        prefixes, smins = [], []
-        for j, u in enumerate(self.ends):
-            S, s0, ell, l0 = self.prefix(u + 1)
-            prefixes.append((S, s0, ell, l0))
-            ellmin = float(ell @ lo + l0)
-            smin = max(float(np.where(S > 0, S * lo, 0).sum() + s0), ellmin * math.log(ellmin / b.rho0), 0.0)
-            smins.append(smin)
-            r2 = math.log(self.rs[u] ** 2 if u >= 0 else self.r0**2)
-            a = self.alpha[j]
-            if u == n - 1 and sp.head is not None:
-                ahi = r2 + math.log(sp.head)
-            else:
-                v = self.xc(u + 1)
-                ahi = r2 + hi[v]
-                obj[v] += a * smin; obj0 -= a * hi[v] * smin
-            obj += a * ahi * S; obj0 += a * ahi * s0
-        obj[self.it] = 1.0
-        lo[self.it], hi[self.it] = -b.beta * math.exp(VAR_CAP), -b.beta
-        A = np.array(A); rhs = np.array(rhs)
-        bnds = list(zip(lo, hi))
-        best, v = INF, None
+                Xc, Xm, L = self.X[(i, self.xc(i))], self.X[(i, self.xm(i))], self.iL + i - 1
+                if sp.ratio[0] > 0:  # the ratio range, for the first block and (times L') the others
+                    row({self.xc(i): 1, self.xm(i): -1}, -math.log(sp.ratio[0]))
+                    row({Xc: 1, Xm: -1, L: math.log(sp.ratio[0])}, 0.0)
+                row({self.xm(i): 1, self.xc(i): -1}, math.log(sp.ratio[1]))
+                row({Xm: 1, Xc: -1, L: -math.log(sp.ratio[1])}, 0.0)
+        for j in np.flatnonzero(self.a_col < 0):  # h_j <= log(r_j² head)·S_j
+            a = math.log(sp.head) + self.r2[j]
+            A.append(-a * self.S[j]); A[-1][self.ih + j] += 1; rhs.append(a * self.s0[j])
+        for g in range(2):  # the parts' costs fit the budget
+            row({self.ic + g * self.parts + p: 1 for p in range(self.parts)}, 1.0)
+        if n > 1:  # V >= Σ s_k / n
+            row({self.iV: -1, **{self.iS + k: 1 / n for k in range(n - 1)}}, 0.0)
+        for V0 in PENALTY_TANGENTS:  # t <= -β exp(V) at fixed variances (more are cut in)
+            row({self.it: 1, self.iV: b.beta * math.exp(V0)}, -b.beta * math.exp(V0) * (1 - V0))
+        self.A0, self.b0 = np.array(A), np.array(rhs)
+        self.obj = np.zeros(self.nv)
+        self.obj[self.ih:self.it] = self.alpha
+        self.obj[self.it] = 1.0
+
+    # ---- one box
+    def box(self, node: Node, step: int) -> tuple[np.ndarray, np.ndarray]:
+        sp, n = self.sp, self.n
+        lo, hi = np.zeros(self.nv), np.zeros(self.nv)
+        z = np.array(node.z, dtype=float) * step
+        lo[:self.nz], hi[:self.nz] = np.log(z[:, 0]), np.log(z[:, 1])
+        ks = np.log(np.array(sp.kernels, dtype=float))[np.array(node.k)]
+        lo[self.ik:self.iL], hi[self.ik:self.iL] = ks[:, 0], ks[:, 1]
+        L = np.array(node.L, dtype=float) - 1
+        lo[self.iL:self.iL + n], hi[self.iL:self.iL + n] = L[:, 0], L[:, 1]
+        pc, pv, pl = self.pairs.T
+        lo[pc], hi[pc] = lo[pl] * lo[pv], hi[pl] * hi[pv]
+        lo[self.ih:self.it], hi[self.ih:self.it] = -INF, INF
+        lo[self.it], hi[self.it] = -self.b.beta * math.exp(self.var_cap), -self.b.beta
+        lo[self.iV], hi[self.iV] = 0.0, self.var_cap
+        lo[self.iS:self.ic], hi[self.iS:self.ic] = 0.0, n * self.var_cap
+        lo[self.ic:], hi[self.ic:] = 0.0, 1.0
+        return lo, hi
+
+    def box_rows(self, lo: np.ndarray, hi: np.ndarray):
+        """Rows that depend on the box: McCormick's envelope of each X = L'·x, and of each h_j ≥ a_j·S_j
+        (a_j = log(r_j² c_j) in [a_lo, a_hi], S_j in [S_lo, S_hi] over the box)."""
+        pc, pv, pl = self.pairs.T
+        P, nv, n = len(pc), self.nv, self.n
+        A = np.zeros((4 * P + 2 * len(self.ends), nv))
+        rhs = np.zeros(len(A))
+        r = np.arange(P)
+        for k, (sgn, Lc, xc) in enumerate(((-1, lo[pl], lo[pv]), (-1, hi[pl], hi[pv]),
+                                           (1, hi[pl], lo[pv]), (1, lo[pl], hi[pv]))):
+            rows = k * P + r
+            A[rows, pc] = sgn; A[rows, pv] = -sgn * Lc; A[rows, pl] = -sgn * xc
+            rhs[rows] = -sgn * Lc * xc
+        L = slice(self.iL, self.iL + self.n)
+        ellmin = self.ell[:, L] @ lo[L] + self.l0  # S_j >= S_lo: its terms at the box's low corner, and ρ0
+        smin = np.maximum(self.S[:, :self.ih] @ lo[:self.ih] + self.s0, ellmin * np.log(ellmin / self.b.rho0))
+        smin = np.maximum(smin, 0.0)
+        smax = self.S[:, :self.ih] @ hi[:self.ih] + self.s0
+        k = 4 * P
+        keep = np.ones(k, bool)  # with L' or x fixed, rows 1 and 3 say X = L'·x; rows 2 and 4 repeat them
+        free = (lo[pl] < hi[pl]) & (lo[pv] < hi[pv])
+        keep[P:2 * P], keep[3 * P:] = free, free
+        for j, w in enumerate(self.a_col):
+            if w < 0:
+                continue
+            for a_c, s_c in ((hi[w], smin[j]), (lo[w], smax[j])):  # h <= a_c·S + a·S_c − a_c·S_c
+                a = self.r2[j] + a_c
+                A[k] = -a * self.S[j]; A[k, self.ih + j] += 1; A[k, w] -= s_c
+                rhs[k] = a * self.s0[j] - a_c * s_c
+                k += 1
+        keep = np.concatenate([keep, np.ones(k - 4 * P, bool)])
+        A, rhs = A[:k][keep], rhs[:k][keep]
+        if n > 1:  # s_k >= y_k² at a few points of y_k's range over the box
+            L = slice(self.iL, self.iL + n)
+            ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)
+            yhi = np.maximum(self.U * lo[L], self.U * hi[L]).sum(1)
+            cuts = [self._square_cut(k, y0) for k in range(n - 1)
+                    for y0 in (np.linspace(ylo[k], yhi[k], 4) if yhi[k] > ylo[k] else ylo[k:k + 1])]
+            A = np.vstack([A, [a for a, _ in cuts]]); rhs = np.concatenate([rhs, [c for _, c in cuts]])
+        return A, rhs, smin
+
+    def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
+        """Tangent of s_k >= (U_k·L')² at U_k·L' = y0: −s_k + 2 y0 U_k·L' <= y0²."""
+        a = np.zeros(self.nv)
+        a[self.iS + k] = -1
+        a[self.iL:self.iL + self.n] = 2 * y0 * self.U[k]
+        return a, y0 * y0
+
+    def solve(self, node: Node, step: int, iters: int = 30, eps: float = 1e-7, cuts=None, floor: float = -INF):
+        """Upper bound of the box's program (−inf when it holds no feasible design), and the cuts it used.
+
+        Each round of cuts tightens the bound; it stops after ``iters`` rounds, when no constraint is violated,
+        or once the bound is at most ``floor`` (the box is then dropped anyway)."""
+        cA, cb = (list(cuts[0]), list(cuts[1])) if cuts else ([], [])
+        lo, hi = self.box(node, step)
+        anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
+        anchor[self.ih:] = 0.0
+        if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
+            return -INF, None
+        A, rhs, smin = self.box_rows(lo, hi)
         lp = self.lp
-        lp.load(obj, np.vstack([A] + self.cuts_A) if self.cuts_A else A,
-                np.concatenate([rhs, self.cuts_b]) if self.cuts_b else rhs, lo, hi)
+        lp.load(self.obj, np.vstack([self.A0, A] + cA), np.concatenate([self.b0, rhs, cb]), lo, hi)
+        best, v = INF, None
         for it in range(iters):
             status, val, x = lp.run()
             if status == "infeasible":
                 return -INF, None
             if status == "failed":  # no bound from this box's LP: its caller keeps the parent's
                 return INF, None
-            v = x
-            best = min(best, val + obj0)
-            n0 = len(self.cuts_b)
-            if not self._add_cuts(v, prefixes, lo, eps):
+            v, best = x, min(best, val)
+            if best <= floor:
                 break
-            lp.add(np.array(self.cuts_A[n0:]), np.array(self.cuts_b[n0:]))
+            new = self._cuts(v, anchor, eps)
+            cA += [a for a, _ in new]; cb += [c for _, c in new]
+            if not new or it == iters - 1:  # the last round's cuts go to the children
+                break
+            lp.add(np.array([a for a, _ in new]), np.array([c for _, c in new]))
         if v is None:
             return best, None
-        # keep for the children the cuts tight at v (the others rarely matter again)
-        if self.cuts_A:
-            CA = np.array(self.cuts_A)
-            keep = CA @ v >= np.array(self.cuts_b) - 1e-6 * (1 + np.abs(self.cuts_b))
+        if cA:  # keep for the children the cuts tight at v (the others rarely matter again)
+            CA, CB = np.array(cA), np.array(cb)
+            keep = CA @ v >= CB - 1e-6 * (1 + np.abs(CB))
             keep[-8:] = True
-            self.cuts_A = [a for a, k in zip(self.cuts_A, keep) if k]
-            self.cuts_b = [c for c, k in zip(self.cuts_b, keep) if k]
-        self.last = dict(v=v, obj=obj, smin=smins, prefixes=prefixes, lo=lo, hi=hi)
-        return best, (self.cuts_A, self.cuts_b)
+            cA, cb = list(CA[keep]), list(CB[keep])
+        self.last = dict(v=v, lo=lo, hi=hi, smin=smin)
+        return best, (cA, cb)
 
-    def _add_cuts(self, v, prefixes, lo, eps) -> bool:
-        """Tangent cuts at v of every convex constraint v violates; False when v violates none."""
+    def _boundary(self, anchor: np.ndarray, v: np.ndarray, groups: list[int]) -> list[np.ndarray]:
+        """Where the segment anchor -> v crosses each budget in groups (v over it, anchor within)."""
+        d = v - anchor
+        t0, t1 = np.zeros(len(groups)), np.ones(len(groups))
+        for _ in range(2):
+            ts = np.linspace(t0, t1, 17)  # (17, len(groups))
+            G = self.costs(anchor + ts.reshape(-1, 1) * d).reshape(17, len(groups), 2)
+            over = G[:, range(len(groups)), groups] > 1  # (17, len(groups))
+            k = over.argmax(0)
+            t0, t1 = ts[np.maximum(k - 1, 0), range(len(groups))], ts[k, range(len(groups))]
+        return [anchor + t * d for t in t1]
+
+    def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
+        """Cuts of every convex constraint v violates (none: v solves the box's convex program)."""
         n, b = self.n, self.b
-        added = False
-        for terms, B in ((self.macs, b.flops), (self.params, b.params)):
-            coef = np.array([c for c, _, _ in terms])
-            E = np.array([e for _, e, _ in terms])
-            act = np.array([rs < 0 or lo[self.iL + rs] >= 1 for _, _, rs in terms])  # L' may be 0: term >= 0
-            t = coef[act] * np.exp(E[act] @ v)
-            f = math.log(t.sum())
-            if f > math.log(B) + eps:
-                g = (t / t.sum()) @ E[act]
-                self.cuts_A.append(g); self.cuts_b.append(math.log(B) - f + g @ v)
-                added = True
-        for i in range(n):  # u <= log L'
-            Lp, u = v[self.iL + i], v[self.iu + i]
-            if lo[self.iL + i] >= 1 and u > math.log(max(Lp, 1e-12)) + eps:
-                row = np.zeros(self.nv); row[self.iu + i] = 1; row[self.iL + i] = -1 / Lp
-                self.cuts_A.append(row); self.cuts_b.append(math.log(Lp) - 1)
-                added = True
-        for S, s0, ell, l0 in prefixes:  # S >= ℓ log(ℓ/ρ0)
-            l = float(ell @ v + l0)
-            if l * math.log(l / b.rho0) > float(S @ v + s0) + eps:
-                d = math.log(l / b.rho0) + 1  # tangent: g(l) >= g(l*) + d (l - l*)
-                row = -S + d * ell
-                self.cuts_A.append(row); self.cuts_b.append(s0 - d * l0 - (l * math.log(l / b.rho0) - d * l))
-                added = True
-        Ls = v[self.iL:self.iL + n]  # t <= -β exp(Var L); tangent taken at a variance <= VAR_CAP
-        var = float(Ls.var())
-        if v[self.it] > -b.beta * math.exp(min(var, 700.0)) + eps * b.beta * math.exp(min(var, VAR_CAP)):
-            if var > VAR_CAP:  # shrink toward the mean: the cut stays valid, its slope moderate
-                Ls = Ls.mean() + (Ls - Ls.mean()) * math.sqrt(VAR_CAP / var)
-                var = VAR_CAP
-            f = -b.beta * math.exp(var)
-            g = -b.beta * math.exp(var) * 2 * (Ls - Ls.mean()) / n
-            row = np.zeros(self.nv); row[self.it] = 1; row[self.iL:self.iL + n] = -g
-            self.cuts_A.append(row); self.cuts_b.append(f - g @ Ls)
-            added = True
-        return added
+        out = []
+        over = [g for g, c in enumerate(self.costs(v[None])[0]) if c > 1 + eps]
+        if over:  # tangents where the way from the box's cheapest design to v leaves the budget
+            for g, w in zip(over, self._boundary(anchor, v, over)):
+                out += self.cost_cuts(w, g)
+        ell = self.ell @ v + self.l0  # S_j >= ℓ_j log(ℓ_j / ρ0)
+        f = ell * np.log(ell / b.rho0)
+        for j in np.flatnonzero(f > self.S @ v + self.s0 + eps):
+            d = math.log(ell[j] / b.rho0) + 1  # tangent: g(ℓ) >= g(ℓ*) + d (ℓ − ℓ*)
+            out.append((-self.S[j] + d * self.ell[j], self.s0[j] - d * self.l0[j] - (f[j] - d * ell[j])))
+        y = self.U @ v[self.iL:self.iL + n]  # s_k >= y_k², y_k = U_k·L'
+        for k in np.flatnonzero(y**2 > v[self.iS:self.ic] + eps * (1 + y**2)):
+            out.append(self._square_cut(k, y[k]))
+        V = v[self.iV]  # t <= -β exp(V)
+        if v[self.it] > -b.beta * math.exp(V) * (1 - eps):
+            a = np.zeros(self.nv); a[self.it] = 1; a[self.iV] = b.beta * math.exp(V)
+            out.append((a, -b.beta * math.exp(V) * (1 - V)))
+        return out
 
 
 class BranchAndBound:
-    def __init__(self, problem: Problem, incumbent: float, iters: int = 3):
+    def __init__(self, problem: Problem, incumbent: float, iters: int = NODE_ITERS, polish=None):
         self.p, self.sp = problem, problem.space
         self.iters = iters
+        self.polish = polish  # row -> (row, objective) | None: the primal heuristic (solver.polisher)
+        self.tried: set[tuple[int, ...]] = set()
         self.R = Relaxation(problem)
         self.inc = incumbent
         self.row: tuple[int, ...] | None = None
@@ -372,6 +482,27 @@ class BranchAndBound:
         if sp.has_mid:
             z += [(max(1, int(lo[n + 1 + i]) // st), int(hi[n + 1 + i]) // st) for i in range(n)]
         return Node(L, k, tuple(z))
+
+    def tighten(self, node: Node) -> Node | None:
+        """The box with its channel ranges narrowed by the ordering and ratio constraints (None: empty)."""
+        sp, n = self.sp, self.sp.n
+        z = [list(r) for r in node.z]
+        for _ in range(2):
+            for i in range(n):  # c_i <= c_{i+1}
+                z[i + 1][0] = max(z[i + 1][0], z[i][0])
+                z[n - 1 - i][1] = min(z[n - 1 - i][1], z[n - i][1])
+            if sp.has_mid:
+                lo_r, hi_r = sp.ratio
+                for i in range(1, n + 1):  # lo_r·c <= m <= hi_r·c
+                    c, m = z[i], z[n + i]
+                    m[0] = max(m[0], math.ceil(lo_r * c[0] - 1e-9))
+                    m[1] = min(m[1], math.floor(hi_r * c[1] + 1e-9))
+                    c[0] = max(c[0], math.ceil(m[0] / hi_r - 1e-9))
+                    if lo_r > 0:
+                        c[1] = min(c[1], math.floor(m[1] / lo_r + 1e-9))
+        if any(a > b for a, b in z):
+            return None
+        return Node(node.L, node.k, tuple(tuple(r) for r in z))
 
     def exact(self, node: Node) -> float:
         """Objective of the one design a box holds (−inf when infeasible)."""
@@ -389,41 +520,49 @@ class BranchAndBound:
 
     def branch(self, node: Node, info: dict | None) -> list[Node]:
         """Split the box where the relaxation is loosest at its LP point (spatial branching)."""
-        for i, (a, b) in enumerate(node.L):  # separate L = 1 (no repeated blocks) first
-            if a == 1 < b:
-                return [_with(node, "L", i, (1, 1)), _with(node, "L", i, (2, b))]
         R, sp, n = self.R, self.sp, self.sp.n
         cands = []  # (slack, kind, index, split value in the variable's own units)
         if info is not None:
-            v, obj, lo, hi = info["v"], info["obj"], info["lo"], info["hi"]
-            for i in range(n):  # McCormick gap of P_i = L'_i q_i
-                q = float(R.q(i + 1) @ v)
-                gap = obj[R.iP + i] * (v[R.iP + i] - v[R.iL + i] * q)
-                a, b = node.L[i]
+            v, lo, hi = info["v"], info["lo"], info["hi"]
+            a_hi = R.r2 + np.where(R.a_col < 0, math.log(sp.head or 1), hi[R.a_col])
+            weight = (R.alpha * a_hi) @ R.S  # objective weight of each column through the entropy
+            for (i, var), col in R.X.items():  # McCormick gap of X = L'·x
+                Lp, x = v[R.iL + i - 1], v[var]
+                gap = weight[col] * abs(v[col] - Lp * x)
+                a, b = node.L[i - 1]
                 if b > a:
-                    cands.append((gap, "L", i, v[R.iL + i] + 1))
-                else:
-                    qv = R.q(i + 1)
-                    w = max((j for j in range(R.nz) if qv[j] > 0 and node.z[j][1] > node.z[j][0]),
-                            key=lambda j: qv[j] * (hi[j] - lo[j]), default=None)
-                    if w is not None:
-                        cands.append((gap, "z", w, math.exp(v[w]) / sp.step))
-            for j, u in enumerate(R.ends):  # a_j^hi − a_j slack
-                if u == n - 1 and sp.head is not None:
-                    continue
-                w = R.xc(u + 1)
-                S, s0, _, _ = info["prefixes"][j]
-                gap = R.alpha[j] * (hi[w] - v[w]) * (float(S @ v + s0) - info["smin"][j])
-                if node.z[w][1] > node.z[w][0]:
+                    cands.append((gap, "L", i - 1, Lp + 1))
+                elif var < R.nz and node.z[var][1] > node.z[var][0]:
+                    cands.append((gap, "z", var, math.exp(x) / sp.step))
+                elif var >= R.ik and node.k[var - R.ik][1] > node.k[var - R.ik][0]:
+                    cands.append((gap, "k", var - R.ik, self._ksplit(node, var - R.ik, x)))
+            S = R.S @ v + R.s0
+            for j, w in enumerate(R.a_col):  # slack of h_j over log(r_j² c_j)·S_j
+                if w >= 0 and node.z[w][1] > node.z[w][0]:
+                    gap = R.alpha[j] * (v[R.ih + j] - (R.r2[j] + v[w]) * S[j])
                     cands.append((gap, "z", w, math.exp(v[w]) / sp.step))
             for i in range(n):  # a kernel strictly between two choices
                 a, b = node.k[i]
                 if b > a:
                     kap = v[R.ik + i]
-                    ks = [math.log(k) for k in sp.kernels[a:b + 1]]
-                    gap = obj[R.ik + i] * min(abs(kap - k) for k in ks)
-                    split = max(j for j in range(a, b) if math.log(sp.kernels[j]) <= kap + 1e-12) if kap > ks[0] else a
-                    cands.append((gap, "k", i, split))
+                    gap = weight[R.ik + i] * min(abs(kap - math.log(k)) for k in sp.kernels[a:b + 1])
+                    cands.append((gap, "k", i, self._ksplit(node, i, kap)))
+            # integrality, scored by the objective change of moving the LP point to the nearest grid value
+            total = weight[:R.nz].copy()  # d objective / d x_j, through the first and the repeated blocks
+            for (i, var), col in R.X.items():
+                if var < R.nz:
+                    total[var] += weight[col] * v[R.iL + i - 1]
+            for i, (a, b) in enumerate(node.L):
+                if b > a:
+                    frac = v[R.iL + i] - math.floor(v[R.iL + i])
+                    block = sum(weight[col] * v[var] for (s, var), col in R.X.items() if s == i + 1)
+                    cands.append((min(frac, 1 - frac) * block, "L", i, v[R.iL + i] + 1))
+            for j, (a, b) in enumerate(node.z):
+                if b > a:
+                    g = math.exp(v[j]) / sp.step
+                    f = math.floor(g)
+                    dist = min(v[j] - math.log(max(f, 1e-9) * sp.step), math.log((f + 1) * sp.step) - v[j])
+                    cands.append((total[j] * max(dist, 0.0), "z", j, g))
         cands.sort(key=lambda c: -c[0])
         for gap, kind, i, at in cands:
             a, b = getattr(node, kind)[i]
@@ -445,10 +584,37 @@ class BranchAndBound:
         mid = min(max(int(math.sqrt(a * b)), a), b - 1)
         return [_with(node, "z", v, (a, mid)), _with(node, "z", v, (mid + 1, b))]
 
+    def _polish(self, node: Node, v: np.ndarray) -> None:
+        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time its depths
+        and kernels come up, hand it to the primal heuristic; a better design becomes the incumbent."""
+        R, sp, n, st = self.R, self.sp, self.sp.n, self.sp.step
+        z = [min(max(round(math.exp(v[j]) / st), a), b) * st for j, (a, b) in enumerate(node.z)]
+        ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
+        L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
+        key = tuple(ks + L)
+        if key in self.tried:
+            return
+        self.tried.add(key)
+        out = self.polish(z[:n + 1] + (z[n + 1:] if sp.has_mid else [0] * n) + ks + L)
+        if out is not None and out[1] > self.inc:
+            self.row, self.inc = out
+
+    def _ksplit(self, node: Node, i: int, kap: float) -> int:
+        """Index of the last kernel choice at or below exp(kap) in the box: where its lower half ends."""
+        a, b = node.k[i]
+        ks = self.sp.kernels
+        return max([j for j in range(a, b) if math.log(ks[j]) <= kap + 1e-12], default=a)
+
     def run(self, time_limit: float = 10.0, tol: float = 1e-3, max_nodes: int = 10**7) -> Bound:
         t0 = time.perf_counter()
-        root = self.root()
-        ub, cuts = self.R.solve(root, self.sp.step, iters=self.iters)
+        root = self.tighten(self.root())
+        ub, cuts = INF, None
+        for _ in range(ROOT_ROUNDS):  # rounds of cuts, each keeping the ones tight at its end
+            last = ub
+            b, cuts = self.R.solve(root, self.sp.step, iters=ROOT_ITERS, cuts=cuts)
+            ub = min(ub, b)
+            if cuts is None or ub > last - 1e-3 * abs(last):
+                break
         heap = [(-ub, 0, root, cuts, self.R.last)]
         count = nodes = 1
         proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
@@ -458,15 +624,22 @@ class BranchAndBound:
             if top <= self.inc + tol * abs(self.inc) or time.perf_counter() - t0 > time_limit or nodes >= max_nodes:
                 break
             _, _, node, cuts, info = heapq.heappop(heap)
+            if self.polish is not None and info is not None and len(self.tried) * POLISH_EVERY < max(nodes, 1):
+                self._polish(node, info["v"])
             kids = self.branch(node, info)
             if not kids:
                 self.exact(node)
                 continue
             for kid in kids:
-                ub, kc = self.R.solve(kid, self.sp.step, iters=self.iters, cuts=cuts)
+                kid = self.tighten(kid)
+                if kid is None:
+                    continue
+                self.R.last = None
+                ub, kc = self.R.solve(kid, self.sp.step, iters=self.iters, cuts=cuts, floor=self.inc)
                 nodes += 1
-                if kc is None and ub == INF:  # the LP failed: the parent's bound holds for the child
-                    ub, kc, self.R.last = top, cuts, info
+                if kc is None and ub == INF:  # the LP failed: the parent's bound and cuts hold for the child
+                    kc = cuts
+                ub = min(ub, top)  # the child's box lies in its parent's
                 if ub > self.inc:
                     count += 1
                     heapq.heappush(heap, (-ub, count, kid, kc, self.R.last))
@@ -530,14 +703,16 @@ def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:
     return Node(**{**{f: getattr(node, f) for f in ("L", "k", "z")}, field: t})
 
 
-BOUND_NODES = 2000  # default node budget of ``prove``: a few seconds on a laptop core
+BOUND_NODES = 120  # default node budget of ``prove``: about half a second on a laptop core
 
 
 def prove(problem: Problem, incumbent: float, *, max_nodes: int = BOUND_NODES, tol: float = 1e-3,
-          time_limit: float | None = None) -> Bound:
+          time_limit: float | None = None, polish: bool = True) -> Bound:
     """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent``.
 
     Deterministic for a given ``max_nodes`` (the search order depends on nothing else); ``time_limit`` stops
     it earlier on a slow machine, the bound it returns is valid either way."""
-    bb = BranchAndBound(problem, incumbent, iters=3)
+    from .solver import polisher
+
+    bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
     return bb.run(time_limit=math.inf if time_limit is None else time_limit, tol=tol, max_nodes=max_nodes)

@@ -68,8 +68,9 @@ def parser() -> argparse.ArgumentParser:
                    help="candidates the evolutionary search scores (default 500000)")
     d.add_argument("--time-limit", type=float, help="seconds the solver may take")
     d.add_argument("--bound-nodes", type=int, default=None,
-                   help="node budget of the branch and bound that proves the optimality gap (default 2000, a "
-                        "few seconds; more nodes, a tighter gap; 0 skips it: gap 'not proven')")
+                   help="node budget of the branch and bound that proves the optimality gap and improves the lns "
+                        "design (default 120, about half a second; more nodes, a tighter gap; 0 skips it: the full "
+                        "search alone, gap 'not proven')")
     _scoring(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
     d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")

@@ -45,9 +45,12 @@ nine presets, on this project's 2-core machine, median solve times of about 0.25
 both the evolutionary baseline at 500,000 candidates and the previous (evolution-seeded) search on every
 preset (the previous search's objectives are a floor in tests/test_solver.py).
 
-The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``, and ``deepmad.api.solve`` (what
-``deepmad design`` and ``deepmad.design`` call) then runs the branch and bound of ``deepmad/bound.py`` on the
-design, which fills them in with a proven upper bound and the gap to it.
+The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deepmad.api.solve`` (what
+``deepmad design`` and ``deepmad.design`` call) runs a lighter search first (``BOUNDED_STARTS`` starts,
+``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/bound.py``, whose primal heuristic
+(``polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
+here, guided by the bounds; it fills in a proven upper bound and the gap to it. On random problems that pair
+is about 0.2-0.3% better on average than this search alone, and in a few cases up to ~2% worse.
 """
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ SINGLE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # 
 SINGLE_DEPTH_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24)  # one-variable depth moves
 N_STARTS = 12  # frontier-scan starts, each descended
 KICKS = 40  # perturbations of the best row, each descended
+BOUNDED_STARTS, BOUNDED_KICKS = 6, 10  # the search before the branch and bound (deepmad.api.solve)
 KICK_ODDS = (0.1, 0.2, 0.7)  # odds of the three kinds of kick (see kick)
 KICK_SIGMA = 0.15  # spread of the log channel factor of a rescaling kick
 KICK_DEPTH = 0.5  # odds that a rescaling kick also moves a depth by one
@@ -564,6 +568,20 @@ def _feasible(problem: Problem, search: _Search, y: np.ndarray) -> tuple[np.ndar
         return y, f
     j = ok[-1]
     return Y[j], float(m[j])
+
+
+def polisher(problem: Problem):
+    """The branch and bound's primal heuristic (deepmad/bound.py): a row rounded from a relaxation's optimum
+    -> the local optimum the descent reaches from it (scaled onto the budgets first) and its objective, or
+    None when that is not feasible."""
+    search = _Search(problem, math.inf)
+
+    def polish(row) -> tuple[tuple[int, ...], float] | None:
+        y = _repair(problem, np.asarray(row, dtype=np.int64)[None])[0]
+        x, f = search.descend(*_feasible(problem, search, y))
+        return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
+
+    return polish
 
 
 def infeasible_message(problem: Problem) -> str:

@@ -1,7 +1,8 @@
 """deepmad.api: design and analyze, checked against the independent row evaluation of budget.py.
 
-Designs here use the evolutionary baseline with few candidates (or a stand-in solve) so the file runs in
-seconds; the solvers' quality is tested in their own files.
+Designs here mostly use the evolutionary baseline with few candidates (or a stand-in solve) so the file runs
+in seconds; the solvers' quality is tested in their own files. The last section checks the preset designs as
+`deepmad design --preset` gives them (search, then branch and bound), about 0.7 s each.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 
 import deepmad
-from deepmad import api, blocks, budget
-from deepmad.presets import PRESETS
+from deepmad import api, blocks, budget, theory, tinynas
+from deepmad.presets import PRESETS, RELEASED_NAME
 from deepmad.reference import REFERENCE, reference
 from deepmad.solver import Design, Infeasible
 from deepmad.spec import SpecError, save
@@ -37,7 +38,7 @@ def fake_lns(monkeypatch, gap=None, bound=None):
     """Replace the lns search by a cheap evolution run (reported as lns with the given gap)."""
     from deepmad import evolution, solver
 
-    def solve(problem, *, time_limit=None):
+    def solve(problem, *, time_limit=None, **search):
         d = evolution.evolve(problem, candidates=2000)
         return dataclasses.replace(d, solver="lns", gap=gap, bound=bound)
 
@@ -257,3 +258,45 @@ def test_design_proves_a_bound_and_gap():
     assert more.objective >= d.objective and more.bound <= d.bound  # more nodes: never a looser bound
     with pytest.raises(ValueError, match="bound_nodes"):
         api.design("deepmad-r18", bound_nodes=-1)
+
+
+# ------------------------------------------------- the designs `deepmad design --preset` gives (with the proof)
+
+@pytest.fixture(scope="module")
+def proven() -> dict:
+    return {name: api.design(name) for name in PRESETS}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_proven_preset_meets_its_budgets_uses_them_and_beats_the_released_structure(proven, name):
+    p, d = PRESETS[name], proven[name]
+    b = p.budget
+    convs = blocks.convs(d.spec)  # every layer counted one by one, not the closed forms the solvers use
+    macs, params = sum(c.macs for c in convs), sum(c.params for c in convs)
+    units = blocks.units(d.spec)
+    depths = [s.depth for s in d.spec.stages]
+    assert macs <= b.flops and params <= b.params and theory.rho_max(units) <= b.rho0
+    assert max(macs / b.flops, params / b.params) >= 0.97
+    assert theory.objective(units, depths, p.alpha, b.beta) == pytest.approx(d.objective, rel=1e-12)
+    assert d.bound_nodes > 1 and d.bound >= d.objective and d.gap == pytest.approx((d.bound - d.objective) / d.objective)
+    if name in RELEASED_NAME:
+        spec = tinynas.to_spec(tinynas.released(RELEASED_NAME[name]))
+        theirs = theory.objective(blocks.units(spec), [s.depth for s in spec.stages], p.alpha)
+        assert d.objective >= theirs
+
+
+@pytest.mark.parametrize("name", ["deepmad-r34", "deepmad-mb"])
+def test_proven_preset_beats_the_authors_evolution(proven, name):
+    from deepmad.evolution import evolve
+
+    assert proven[name].objective >= evolve(PRESETS[name], candidates=500_000, seed=0).objective
+
+
+def test_proven_design_is_reproducible_and_no_worse_than_its_search(proven):
+    again = api.design("deepmad-89m")
+    d = proven["deepmad-89m"]
+    assert (again.x, again.objective, again.bound, again.bound_nodes) == (d.x, d.objective, d.bound, d.bound_nodes)
+    from deepmad.solver import BOUNDED_KICKS, BOUNDED_STARTS, solve
+
+    first = solve(PRESETS["deepmad-89m"], n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS)  # its first incumbent
+    assert d.objective >= first.objective

@@ -44,6 +44,30 @@ def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
 
 TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
         tiny("bottleneck", 1.0e6, 20e3, 0.3, strides=(1, 2))]
+# without a depth penalty, or a tiny one, no depth variance may be left out of the relaxation (Scope)
+NO_PENALTY = [Problem(p.space, Budget(p.budget.flops, p.budget.params, p.budget.rho0, beta=beta))
+              for p, beta in ((TINY[0], 0.0), (TINY[2], 1e-9))]
+
+
+@pytest.mark.parametrize("problem", NO_PENALTY, ids=lambda p: f"{p.space.block}-beta{p.budget.beta}")
+def test_complete_search_equals_brute_force_without_penalty(problem):
+    best = brute_force(problem)
+    r = B.BranchAndBound(problem, incumbent=-math.inf).run(time_limit=math.inf, tol=0.0)
+    assert r.complete and r.bound == pytest.approx(best, rel=1e-12) and r.incumbent == pytest.approx(best, rel=1e-12)
+
+
+def test_primal_heuristic_returns_better_designs_that_are_real():
+    """prove() hands rounded LP optima to the search's descent; what it returns is a feasible row of the space
+    scored exactly as evaluate() scores it, and the optimum on a tiny space."""
+    problem = TINY[0]
+    X = all_rows(problem)
+    s = evaluate(problem, X)
+    feas = np.sort(s.objective[s.feasible])
+    r = B.prove(problem, float(feas[0]), max_nodes=10**6, tol=0.0)
+    assert r.row is not None and r.complete
+    row = np.array([r.row])
+    assert evaluate(problem, row).feasible[0] and in_space(problem, row)[0]
+    assert evaluate(problem, row).objective[0] == r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
 
 
 @pytest.mark.parametrize("problem", TINY, ids=lambda p: f"{p.space.block}-{p.space.strides}")
@@ -73,7 +97,7 @@ def test_bound_from_a_worse_incumbent_finds_the_optimum(problem):
 @given(data=st.data())
 def test_every_box_bound_covers_the_designs_in_it(data):
     """Validity: the relaxation of any box is >= the best feasible design inside that box."""
-    problem = data.draw(st.sampled_from(TINY))
+    problem = data.draw(st.sampled_from(TINY + NO_PENALTY))
     sp, n = problem.space, problem.space.n
     bb = B.BranchAndBound(problem, incumbent=-math.inf)
     root = bb.root()

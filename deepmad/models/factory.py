@@ -38,10 +38,11 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def preset_spec(name: str) -> Spec:
-    """The design of preset name (``deepmad.api.design(name).spec``), solved once per process."""
+    """The design of preset name (``deepmad.api.design(name).spec``: what ``deepmad design --preset name``
+    prints), solved once per process."""
     from .. import api
 
-    return api.design(name, bound_nodes=0).spec  # the proof does not change the design
+    return api.design(name).spec
 
 
 def resolve_spec(name_or_spec: str | os.PathLike | Spec) -> Spec:
