@@ -57,10 +57,11 @@ def released_row(name: str, problem) -> str:
 
 
 def tinynas_row(name: str, spec) -> str:
-    theirs = tinynas.score(tinynas.released(RELEASED_NAME[name]))
+    released = tinynas.released(RELEASED_NAME[name])
+    theirs = tinynas.score(released)
     try:
-        ours = tinynas.score(tinynas.from_spec(spec))
-        mine = f"{ours.final:,.2f} (feasible under their counts: {ours.feasible})"
+        ours = tinynas.score(tinynas.from_spec(spec), budgets=released.budgets)
+        mine = f"{ours.final:,.2f} (within their budgets under their counts: {ours.feasible})"
     except ValueError as e:
         mine = f"not scorable ({e})"
     return f"  authors' score: ours {mine}; released {theirs.final:,.2f}"

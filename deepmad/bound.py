@@ -40,7 +40,7 @@ max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured (benchmarks/solve.py, 120 nodes, about half a second on this project's 2-core machine): gaps of
+Measured (benchmarks/solve.py, 140 nodes, about half a second on this project's 2-core machine): gaps of
 0.1-2% on the nine presets; more nodes tighten them (``deepmad design --bound-nodes``).
 """
 from __future__ import annotations
@@ -238,17 +238,33 @@ class Relaxation:
         """MACs / FLOPs budget and params / params budget at the rows of V (shape (rows, 2))."""
         return self._at(V)[1] @ self.onehot
 
-    def cost_cuts(self, w: np.ndarray, g: int) -> list[tuple[np.ndarray, float]]:
-        """Tangents at w of the (scaled) cost of every part of budget g, as rows·v <= rhs with that part's
-        epigraph variable: exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >=
-        e^z0 ((1 − z0) L' + E·X) per repeated term."""
-        z, _ = self._at(w[None])
-        gam = self.coef * np.exp(z[0])
-        G = self.in_part[:, g * self.parts:(g + 1) * self.parts] * gam[:, None]  # (terms, parts)
-        rows = G.T @ self.E + (G * (1 - z[0])[:, None]).T @ self.Lsel
-        rows[np.arange(self.parts), self.ic + g * self.parts + np.arange(self.parts)] -= 1
-        rhs = -((G * ((1 - z[0]) * ~self.rep)[:, None]).sum(0))
-        return list(zip(rows, rhs))
+    def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
+        """For each budget v breaks: tangents of the (scaled) cost of each of its parts, as rows·y <= rhs with
+        that part's epigraph variable, taken where the segment from the box's cheapest design (anchor, within
+        the budgets) to v crosses the budget (found on a grid, then by a secant of log cost):
+        exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X) per
+        repeated term."""
+        ts = np.linspace(0.0, 1.0, 17)
+        G = self.costs(anchor + ts[:, None] * (v - anchor))  # G[-1]: at v
+        over = [g for g in (0, 1) if G[-1, g] > 1 + eps]
+        if not over:
+            return []
+        W = []
+        for g in over:
+            k = max(int(np.argmax(G[:, g] > 1)), 1)
+            l0, l1 = math.log(max(G[k - 1, g], 1e-300)), math.log(G[k, g])
+            t = ts[k - 1] + (ts[k] - ts[k - 1]) * (-l0 / (l1 - l0) if l1 > l0 else 1.0)
+            W.append(anchor + t * (v - anchor))
+        Z, _ = self._at(np.array(W))
+        out = []
+        for g, z in zip(over, Z):
+            gam = self.coef * np.exp(z)
+            P = self.in_part[:, g * self.parts:(g + 1) * self.parts] * gam[:, None]  # (terms, parts)
+            rows = P.T @ self.E + (P * (1 - z)[:, None]).T @ self.Lsel
+            rows[np.arange(self.parts), self.ic + g * self.parts + np.arange(self.parts)] -= 1
+            rhs = -((P * ((1 - z) * ~self.rep)[:, None]).sum(0))
+            out += list(zip(rows, rhs))
+        return out
 
     def _entropy(self) -> None:
         """S_j (Σ log w to the end of scale j) and ℓ_j (its layers) as affine functions of v."""
@@ -428,26 +444,10 @@ class Relaxation:
         self.last = dict(v=v, lo=lo, hi=hi, smin=smin)
         return best, (cA, cb)
 
-    def _boundary(self, anchor: np.ndarray, v: np.ndarray, groups: list[int]) -> list[np.ndarray]:
-        """Where the segment anchor -> v crosses each budget in groups (v over it, anchor within)."""
-        d = v - anchor
-        t0, t1 = np.zeros(len(groups)), np.ones(len(groups))
-        for _ in range(2):
-            ts = np.linspace(t0, t1, 17)  # (17, len(groups))
-            G = self.costs(anchor + ts.reshape(-1, 1) * d).reshape(17, len(groups), 2)
-            over = G[:, range(len(groups)), groups] > 1  # (17, len(groups))
-            k = over.argmax(0)
-            t0, t1 = ts[np.maximum(k - 1, 0), range(len(groups))], ts[k, range(len(groups))]
-        return [anchor + t * d for t in t1]
-
     def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
         """Cuts of every convex constraint v violates (none: v solves the box's convex program)."""
         n, b = self.n, self.b
-        out = []
-        over = [g for g, c in enumerate(self.costs(v[None])[0]) if c > 1 + eps]
-        if over:  # tangents where the way from the box's cheapest design to v leaves the budget
-            for g, w in zip(over, self._boundary(anchor, v, over)):
-                out += self.cost_cuts(w, g)
+        out = self.cost_cuts(v, anchor, eps)
         ell = self.ell @ v + self.l0  # S_j >= ℓ_j log(ℓ_j / ρ0)
         f = ell * np.log(ell / b.rho0)
         for j in np.flatnonzero(f > self.S @ v + self.s0 + eps):
@@ -703,7 +703,7 @@ def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:
     return Node(**{**{f: getattr(node, f) for f in ("L", "k", "z")}, field: t})
 
 
-BOUND_NODES = 120  # default node budget of ``prove``: about half a second on a laptop core
+BOUND_NODES = 140  # default node budget of ``prove``: about half a second on a laptop core
 
 
 def prove(problem: Problem, incumbent: float, *, max_nodes: int = BOUND_NODES, tol: float = 1e-3,
