@@ -130,3 +130,72 @@ def test_preset_bound_is_above_the_design_and_finite():
     r = B.BranchAndBound(p, d.objective).run(time_limit=math.inf, max_nodes=300)
     assert math.isfinite(r.bound) and r.bound >= d.objective
     assert r.nodes <= 301 + 1
+
+
+# ------------------------------------------------- random problems: `deepmad design` with its proof, end to end
+
+def _space(block: str, **kw) -> Space:
+    extra = {"ratio": (1.5, 4.0), "se": 0.25} if block == "mbconv" else {}
+    return Space(block=block, **kw, **extra)
+
+
+small_space = st.builds(
+    _space,
+    block=st.sampled_from(["basic", "bottleneck", "mbconv"]),
+    strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=3).map(tuple),
+    resolution=st.sampled_from([32, 64]),
+    stem_channels=st.just((8, 16)),
+    kernels=st.sampled_from([(3,), (3, 5)]),
+    max_depth=st.integers(1, 6),
+    max_channels=st.sampled_from([64, 128]),
+    num_classes=st.sampled_from([0, 10]),
+    head=st.sampled_from([None, 96]),
+)
+
+
+def random_rows(problem: Problem, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Random rows of the space: grid channels (sorted), mids drawn in their ratio range, kernels, depths;
+    the ones outside the space are dropped."""
+    sp, n, step = problem.space, problem.space.n, problem.space.step
+    lo, hi = bounds(problem)
+    X = np.zeros((count, 4 * n + 1), dtype=np.int64)
+    X[:, 0] = rng.integers(lo[0] // step, hi[0] // step + 1, count) * step
+    X[:, 1:n + 1] = np.sort(rng.integers(1, sp.max_channels // step + 1, (count, n)), axis=1) * step
+    if sp.has_mid:
+        c = X[:, 1:n + 1]
+        X[:, n + 1:2 * n + 1] = np.maximum(1, np.round(c * rng.uniform(*sp.ratio, c.shape) / step)) * step
+    X[:, 2 * n + 1:3 * n + 1] = rng.choice(sp.kernels, (count, n))
+    X[:, 3 * n + 1:] = rng.integers(1, hi[3 * n + 1:] + 1, (count, n))
+    return X[in_space(problem, X)]
+
+
+@settings(max_examples=12, deadline=None)
+@given(space=small_space, scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]),
+       beta=st.sampled_from([0.0, 10.0]), seed=st.integers(0, 2**32 - 1))
+def test_design_with_proof_on_random_problems(space, scale, rho0, beta, seed):
+    """api.solve (search, branch and bound): a feasible design, a bound no sampled feasible design exceeds,
+    the same result twice."""
+    from deepmad import api
+    from deepmad.solver import Infeasible
+
+    probe = Problem(space, Budget(1e30, 1e30, 1e9))
+    lo = bounds(probe)[0].copy()
+    if space.block == "mbconv":
+        lo[space.n + 1:2 * space.n + 1] = 16
+    s = evaluate(probe, lo[None])
+    problem = Problem(space, Budget(float(s.macs[0]) * (1 + 4 * scale), float(s.params[0]) * (1 + 4 * scale),
+                                    rho0, beta=beta))
+    try:
+        d = api.solve(problem, bound_nodes=60)
+    except Infeasible:
+        return
+    row = np.array([d.x])
+    assert evaluate(problem, row).feasible[0] and in_space(problem, row)[0]
+    assert evaluate(problem, row).objective[0] == d.objective
+    assert d.bound >= d.objective - 1e-9 * abs(d.objective)
+    X = random_rows(problem, 4000, np.random.default_rng(seed))
+    sc = evaluate(problem, X)
+    if sc.feasible.any():
+        assert sc.objective[sc.feasible].max() <= d.bound + 1e-9 * abs(d.bound)
+    again = api.solve(problem, bound_nodes=60)
+    assert (again.x, again.bound) == (d.x, d.bound)
