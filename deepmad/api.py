@@ -310,15 +310,18 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
         from .solver import Infeasible
 
         raise Infeasible(f"the {solver} solver found no design of {prob.name or 'this problem'} within its budgets")
-    return prove(d, bound_nodes, improve=solver == "lns") if bound_nodes else d
+    if not bound_nodes:
+        return d
+    left = None if time_limit is None else max(time_limit - d.seconds, 0.0)
+    return prove(d, bound_nodes, improve=solver == "lns", time_limit=left)
 
 
-def prove(d, max_nodes: int, improve: bool = True):
-    """The design with the bound and gap the branch and bound proves in max_nodes nodes; with ``improve``,
-    the better design the branch and bound finds, if any, replaces it."""
+def prove(d, max_nodes: int, improve: bool = True, time_limit: float | None = None):
+    """The design with the bound and gap the branch and bound proves in max_nodes nodes (or time_limit
+    seconds, then machine-dependent); with ``improve``, the better design it finds, if any, replaces it."""
     from .bound import prove as _prove
 
-    b = _prove(d.problem, d.objective, max_nodes=max_nodes, polish=improve)
+    b = _prove(d.problem, d.objective, max_nodes=max_nodes, polish=improve, time_limit=time_limit)
     if improve and b.row is not None and b.incumbent > d.objective:
         d = replace(d, x=tuple(b.row), spec=to_spec(d.problem, b.row, name=d.spec.name), objective=b.incumbent)
     gap = 0.0 if b.bound <= d.objective else (b.bound - d.objective) / abs(d.objective)

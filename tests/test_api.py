@@ -300,3 +300,11 @@ def test_proven_design_is_reproducible_and_no_worse_than_its_search(proven):
 
     first = solve(PRESETS["deepmad-89m"], n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS)  # its first incumbent
     assert d.objective >= first.objective
+
+
+def test_time_limit_covers_the_proof():
+    """--time-limit bounds the search and then the branch and bound: with no time left the proof stops after
+    its root, whose bound is still valid."""
+    d = api.design("deepmad-b0", time_limit=1e-3)
+    s = budget.evaluate(d.problem, np.array([d.x]))
+    assert bool(s.feasible[0]) and d.bound_nodes == 1 and d.bound >= d.objective
