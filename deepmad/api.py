@@ -100,7 +100,8 @@ def _row(index: int, name: str, block: str, channels: int, mid: int | None, kern
                int(layers), float(sc.entropy), float(sc.rho))
 
 
-def _alpha(alpha: Sequence[float] | str | None) -> tuple[float, ...] | None:
+def parse_alpha(alpha: Sequence[float] | str | None) -> tuple[float, ...] | None:
+    """Multi-scale weights from a list or '1,1,1,1,8' (None stays None: the default); a clear error else."""
     if alpha is None:
         return None
     if isinstance(alpha, str):
@@ -117,7 +118,8 @@ def _alpha(alpha: Sequence[float] | str | None) -> tuple[float, ...] | None:
     return out
 
 
-def _beta(beta: float | None) -> float:
+def parse_beta(beta: float | None) -> float:
+    """The depth-penalty weight (None: the paper's 10), checked >= 0."""
     if beta is None:
         return BETA
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
@@ -128,7 +130,7 @@ def _beta(beta: float | None) -> float:
 def analyze_spec(spec: Spec, alpha: Sequence[float] | None = None, beta: float | None = BETA,
                  classifier: bool = True) -> Analysis:
     """Counts, effectiveness, multi-scale entropy and objective of a spec."""
-    alpha, beta = _alpha(alpha), _beta(beta)
+    alpha, beta = parse_alpha(alpha), parse_beta(beta)
     us = blocks.units(spec)
     scales = theory.scales(us)
     if alpha is not None and len(alpha) != len(scales):
@@ -194,7 +196,7 @@ def analyze(target: Spec | str | os.PathLike, alpha: Sequence[float] | None = No
 
     alpha (default (1, ..., 1, 8)), beta and classifier set how the network is scored and counted.
     """
-    alpha, beta = _alpha(alpha), _beta(beta)  # bad weights fail before a preset is designed
+    alpha, beta = parse_alpha(alpha), parse_beta(beta)  # bad weights fail before a preset is designed
     return analyze_spec(resolve(target), alpha, beta, classifier)
 
 
@@ -230,7 +232,7 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
             max_depth: int | None = None, max_channels: int | None = None,
             kernels: Sequence[int] | None = None) -> Problem:
     """The design problem of a preset (with overrides) or of a block family and budgets."""
-    alpha = _alpha(alpha)
+    alpha = parse_alpha(alpha)
     over = {}
     if resolution is not None:
         over["resolution"] = _positive_int(resolution, "resolution")
@@ -252,7 +254,7 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         space = replace(base.space, **over) if over else base.space
         b = base.budget
         budget = Budget(flops or b.flops, params or b.params, rho or b.rho0,
-                        alpha if alpha is not None else b.alpha, b.beta if beta is None else _beta(beta),
+                        alpha if alpha is not None else b.alpha, b.beta if beta is None else parse_beta(beta),
                         b.classifier if classifier is None else bool(classifier))
         name = base.name
     else:
@@ -264,7 +266,7 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         if missing:
             raise ValueError(f"{missing[0]}: a design from a block family needs flops, params and rho")
         space = Space(**{**LAYOUTS[block], "resolution": 224, **over})
-        budget = Budget(flops, params, rho, alpha, _beta(beta), True if classifier is None else bool(classifier))
+        budget = Budget(flops, params, rho, alpha, parse_beta(beta), True if classifier is None else bool(classifier))
         name = f"deepmad-{block}"
     prob = Problem(space, budget, name=name)
     prob.alpha  # raises a ValueError naming alpha when it does not fit the layout's scales

@@ -52,6 +52,12 @@ def dumps(obj: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- table
 
+def _map(side) -> str:
+    """A feature map's size: r x r, or h x w for a traced non-square map (its side r = √(h·w))."""
+    h, w = getattr(side, "hw", (side, side))
+    return f"{h}x{w}"
+
+
 _COLUMNS = ("", "block", "channels", "mid", "kernel", "depth", "stride", "out", "layers", "H prefix", "rho prefix")
 
 
@@ -60,7 +66,7 @@ def table(a: Analysis) -> str:
     rows = [_COLUMNS]
     for r in a.rows:
         rows.append((r.name, r.block, str(r.channels), "-" if r.mid is None else str(r.mid), f"{r.kernel}x{r.kernel}",
-                     str(r.depth), str(r.stride), f"{r.resolution}x{r.resolution}", str(r.layers),
+                     str(r.depth), str(r.stride), _map(r.resolution), str(r.layers),
                      num(r.entropy, 1), num(r.rho, 3)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = []

@@ -59,7 +59,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .. import theory
-from ..api import Row, _alpha, _beta
+from ..api import Row, parse_alpha, parse_beta
 from ..blocks import Unit
 from ..theory import BETA
 
@@ -448,7 +448,10 @@ class _Unit:
 
 
 class _Side(float):
-    """The side r = √(h·w) of a non-square map (r² = h·w in Eq. 4), printed with one decimal."""
+    """The side r = √(h·w) of a non-square map (r² = h·w in Eq. 4), printed with one decimal; ``hw`` keeps
+    the map's height and width for tables."""
+
+    hw: tuple[int, int] = (0, 0)
 
     def __format__(self, spec: str) -> str:
         return float.__format__(self, spec or ".1f")
@@ -460,7 +463,11 @@ class _Side(float):
 def _side(size: tuple[int, int]) -> float | int:
     """The side r of Eq. 4 (r² = h·w); the integer side of a square map."""
     h, w = size
-    return h if h == w else _Side(math.sqrt(h * w))
+    if h == w:
+        return h
+    side = _Side(math.sqrt(h * w))
+    side.hw = (h, w)
+    return side
 
 
 def _row(index: int, name: str, units: list[_Unit], prefix: tuple[int, float], depth: int,
@@ -625,7 +632,7 @@ def trace(model: nn.Module, resolution: int | tuple[int, int] = 224, in_chans: i
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise TraceError(f"in_chans: expected an integer >= 1, got {in_chans!r}")
     try:
-        alpha, beta = _alpha(alpha), _beta(beta)
+        alpha, beta = parse_alpha(alpha), parse_beta(beta)
     except ValueError as e:
         raise TraceError(str(e)) from None
     name = name or type(model).__name__

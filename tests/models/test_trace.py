@@ -267,6 +267,8 @@ def test_non_square_input():
     assert t.input == (64, 48)
     assert t.counted[-1].out_size == (4, 3) and t.head.resolution == pytest.approx(math.sqrt(12))
     assert t.stem.resolution == pytest.approx(math.sqrt(32 * 24)) and "non-square" in text(t)
+    table = text(t).split("\n\n")[1]  # the per-stage table shows each map as h x w
+    assert "32x24" in table.splitlines()[2] and "4x3" in table.splitlines()[-1]
     square = trace(MBNet(), 56)  # same channels and widths: only log(r²) differs, by log(h·w / 56²)
     assert t.layers == square.layers and t.stem.entropy == pytest.approx(
         square.stem.entropy * math.log(32 * 24 * 24) / math.log(28 * 28 * 24))
