@@ -9,7 +9,8 @@ log widths of its L' repeated blocks, summed). Then
   - every Σ log w (the S_j of Eq. 4) is linear in (x, κ, X): the repeated blocks contribute q(X) exactly;
   - MACs and params are sums of monomials: exp(affine(x, κ)) for the blocks met once (stem, each stage's first
     block, head, classifier) and L'·exp(affine(X)/L') for the repeated ones, the perspective of exp: both are
-    convex, and both are exact;
+    convex, and both are exact (but for the projection shortcut of a stride-1 stage, there only when
+    c_{i-1} < c_i: it counts in a box that guarantees that, and boxes are split so that one does);
   - the only relaxed link is X = L'·x, replaced on a box by McCormick's envelope (exact when L' or x is fixed);
   - the ρ0 constraint of every scale prefix, S_j ≥ ℓ_j·log(ℓ_j/ρ0) with ℓ_j linear in L', is convex;
   - the penalty: t ≤ −β·exp(V), V ≥ Var(L') = Σ_k (U_k·L')²/n (U: an orthonormal basis of zero-mean depth
@@ -26,7 +27,8 @@ inherit the cuts tight at its LP point.
 
 Best-first branch and bound. A box is split where its relaxation is loosest at the LP point: the McCormick
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
-integrality (a fractional depth or channel count), each scored by what it is worth in the objective; children
+integrality (a fractional depth or channel count), a stride-1 stage whose LP point wants a projection
+(c_{i-1} <= s < c_i, both <= s, both > s), each scored by what it is worth in the objective; children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
@@ -139,9 +141,10 @@ class Relaxation:
         out = []
 
         part = 0  # the stage whose epigraph variable collects the term: 0 stem, i stage i (head, classifier: n)
+        when = -1  # -1: always there; i: only where c_{i-1} < c_i (a stride-1 stage's projection shortcut)
 
         def mono(coef, *vs, rest=-1):
-            out.append((float(coef), vs, rest, part))
+            out.append((float(coef), vs, rest, part, when))
 
         ks = sp.stem_kernel
         mono(3 * ks * ks * self.r0**2 if macs else 3 * ks * ks + 2, 0)
@@ -153,26 +156,31 @@ class Relaxation:
             cin, c, m = self.xc(i - 1), self.xc(i), self.xm(i)
             proj = sp.strides[i - 1] != 1
             for first in (True, False):
+                when = -1
                 rs = -1 if first else i - 1
                 src, rin = (cin, r_in) if first else (c, r)
                 if sp.block == "bottleneck":
                     if macs:
                         mono(rin**2, m, src, rest=rs); mono(r * r, m, m, *kk, rest=rs); mono(r * r, c, m, rest=rs)
-                        if first and proj:
+                        if first:
+                            when = -1 if proj else i
                             mono(r * r, c, cin)
                     else:
                         mono(1, m, src, rest=rs); mono(1, m, m, *kk, rest=rs); mono(1, c, m, rest=rs)
                         mono(4, m, rest=rs); mono(2, c, rest=rs)
-                        if first and proj:
+                        if first:
+                            when = -1 if proj else i
                             mono(1, c, cin); mono(2, c)
                 elif sp.block == "basic":
                     if macs:
                         mono(r * r, c, src, *kk, rest=rs); mono(r * r, c, c, *kk, rest=rs)
-                        if first and proj:
+                        if first:
+                            when = -1 if proj else i
                             mono(r * r, c, cin)
                     else:
                         mono(1, c, src, *kk, rest=rs); mono(1, c, c, *kk, rest=rs); mono(4, c, rest=rs)
-                        if first and proj:
+                        if first:
+                            when = -1 if proj else i
                             mono(1, c, cin); mono(2, c)
                 else:  # mbconv: expand conv always present (ratio > 1), squeeze = se·c_in when exact
                     exact = abs(sp.se * sp.step - round(sp.se * sp.step)) < 1e-9
@@ -190,6 +198,7 @@ class Relaxation:
                                 mono(2, m, rest=rs); mono(1, rest=rs)
                             mono(1, m, rest=rs)
             r_in = r
+        when = -1
         last = self.xc(n)
         if sp.head is not None:
             mono(sp.head * r_in**2, last) if macs else (mono(sp.head, last), mono(2 * sp.head))
@@ -207,9 +216,10 @@ class Relaxation:
         """Both budgets' monomials as arrays, each scaled by its budget: term t is coef_t·exp(E_t·v) when met
         once and coef_t·L'·exp(E_t·X/L') (the perspective of exp, convex) for repeated blocks, E_t then over
         the stage's X columns (Ex_t: the same exponent over its x columns)."""
-        coef, E, Ex, Lsel, group = [], [], [], [], []
+        coef, E, Ex, Lsel, group, when = [], [], [], [], [], []
         for g, (macs, limit) in enumerate(((True, self.b.flops), (False, self.b.params))):
-            for c, vs, rest, part in self._monomials(macs):
+            for c, vs, rest, part, w in self._monomials(macs):
+                when.append(w)
                 e, ex, ls = np.zeros(self.nv), np.zeros(self.nv), np.zeros(self.nv)
                 for v in vs:
                     ex[v] += 1
@@ -218,6 +228,7 @@ class Relaxation:
                     ls[self.iL + rest] = 1
                 coef.append(c / limit); E.append(e); Ex.append(ex); Lsel.append(ls); group.append(g * self.parts + part)
         self.coef, self.E, self.Ex, self.Lsel = np.array(coef), np.array(E), np.array(Ex), np.array(Lsel)
+        self.coef_all, self.when = self.coef, np.array(when)  # self.coef: the terms present in the box
         self.rep = self.Lsel.any(1)
         self.EEL = np.hstack([self.E.T, self.Ex.T, self.Lsel.T])
         self.in_part = np.eye(2 * self.parts)[group]  # term -> (budget, part)
@@ -412,6 +423,8 @@ class Relaxation:
         or once the bound is at most ``floor`` (the box is then dropped anyway)."""
         cA, cb = (list(cuts[0]), list(cuts[1])) if cuts else ([], [])
         lo, hi = self.box(node, step)
+        present = [-1] + [i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0]]
+        self.coef = self.coef_all * np.isin(self.when, present)  # a projection only where c_{i-1} < c_i
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
@@ -563,8 +576,28 @@ class BranchAndBound:
                     f = math.floor(g)
                     dist = min(v[j] - math.log(max(f, 1e-9) * sp.step), math.log((f + 1) * sp.step) - v[j])
                     cands.append((total[j] * max(dist, 0.0), "z", j, g))
+            # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
+            # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
+            z, _ = R._at(v[None])
+            for i in {int(w) for w in R.when[R.when > 0]}:
+                (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
+                c0, c1 = math.exp(v[i - 1]) / sp.step, math.exp(v[i]) / sp.step
+                if b0 >= a1 and c0 < c1 - 0.5:
+                    share = float((((R.coef_all * np.exp(z[0])) * (R.when == i)) @ R.onehot).max())
+                    cands.append((share * abs(self.inc if math.isfinite(self.inc) else 1.0), "pair", i,
+                                  math.floor((c0 + c1) / 2)))
         cands.sort(key=lambda c: -c[0])
         for gap, kind, i, at in cands:
+            if kind == "pair":  # c_{i-1} <= s < c_i | both <= s | both > s (c_{i-1} > s >= c_i breaks the order)
+                (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
+                s = min(max(int(at), a1 - 1, a0), b0)
+                kids = [((a0, min(s, b0)), (max(s + 1, a1), b1)), ((a0, min(s, b0)), (a1, min(s, b1))),
+                        ((max(s + 1, a0), b0), (max(s + 1, a1), b1))]
+                kids = [_with(_with(node, "z", i - 1, p), "z", i, q) for p, q in kids
+                        if p[0] <= p[1] and q[0] <= q[1]]
+                if len(kids) > 1:
+                    return kids
+                continue
             a, b = getattr(node, kind)[i]
             if b > a and gap > 1e-6:
                 mid = min(max(int(math.floor(at)), a), b - 1)
