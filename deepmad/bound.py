@@ -42,8 +42,9 @@ max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured (benchmarks/solve.py, 140 nodes, about half a second on this project's 2-core machine): gaps of
-0.1-2% on the nine presets; more nodes tighten them (``deepmad design --bound-nodes``).
+Measured (benchmarks/solve.py on this project's 2-core machine): at the default 120 nodes (about half a
+second) gaps of 0.4-2.8% on the nine presets; with 200-1,000 nodes (1-3 s) three presets are proven optimal
+and the others are within 0.1% (deepmad-mb: 0.4%).
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ import numpy as np
 from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
+_GRID = np.linspace(0.0, 1.0, 17)  # points on the way to an LP point where the budgets are checked
 VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
@@ -255,7 +257,7 @@ class Relaxation:
         the budgets) to v crosses the budget (found on a grid, then by a secant of log cost):
         exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X) per
         repeated term."""
-        ts = np.linspace(0.0, 1.0, 17)
+        ts = _GRID
         G = self.costs(anchor + ts[:, None] * (v - anchor))  # G[-1]: at v
         over = [g for g in (0, 1) if G[-1, g] > 1 + eps]
         if not over:
@@ -578,8 +580,9 @@ class BranchAndBound:
                     cands.append((total[j] * max(dist, 0.0), "z", j, g))
             # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
             # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
-            z, _ = R._at(v[None])
-            for i in {int(w) for w in R.when[R.when > 0]}:
+            stages = sorted({int(w) for w in R.when[R.when > 0]})
+            z = R._at(v[None])[0] if stages else None
+            for i in stages:
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
                 c0, c1 = math.exp(v[i - 1]) / sp.step, math.exp(v[i]) / sp.step
                 if b0 >= a1 and c0 < c1 - 0.5:
@@ -736,7 +739,7 @@ def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:
     return Node(**{**{f: getattr(node, f) for f in ("L", "k", "z")}, field: t})
 
 
-BOUND_NODES = 140  # default node budget of ``prove``: about half a second on a laptop core
+BOUND_NODES = 120  # default node budget of ``prove``: about half a second on a laptop core
 
 
 def prove(problem: Problem, incumbent: float, *, max_nodes: int = BOUND_NODES, tol: float = 1e-3,

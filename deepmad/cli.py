@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--time-limit", type=float, help="seconds the solver may take")
     d.add_argument("--bound-nodes", type=int, default=None,
                    help="node budget of the branch and bound that proves the optimality gap and improves the lns "
-                        "design (default 140, about half a second; more nodes, a tighter gap; 0 skips it: the full "
+                        "design (default 120, about half a second; more nodes, a tighter gap; 0 skips it: the full "
                         "search alone, gap 'not proven')")
     _scoring(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
