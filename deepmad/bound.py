@@ -409,7 +409,7 @@ class Relaxation:
             cuts = [self._square_cut(k, y0) for k in range(n - 1)
                     for y0 in (np.linspace(ylo[k], yhi[k], 4) if yhi[k] > ylo[k] else ylo[k:k + 1])]
             A = np.vstack([A, [a for a, _ in cuts]]); rhs = np.concatenate([rhs, [c for _, c in cuts]])
-        return A, rhs, smin
+        return A, rhs
 
     def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
         """Tangent of s_k >= (U_k·L')² at U_k·L' = y0: −s_k + 2 y0 U_k·L' <= y0²."""
@@ -431,7 +431,7 @@ class Relaxation:
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
             return -INF, None
-        A, rhs, smin = self.box_rows(lo, hi)
+        A, rhs = self.box_rows(lo, hi)
         lp = self.lp
         lp.load(self.obj, np.vstack([self.A0, A] + cA), np.concatenate([self.b0, rhs, cb]), lo, hi)
         best, v = INF, None
@@ -456,7 +456,7 @@ class Relaxation:
             keep = CA @ v >= CB - 1e-6 * (1 + np.abs(CB))
             keep[-8:] = True
             cA, cb = list(CA[keep]), list(CB[keep])
-        self.last = dict(v=v, lo=lo, hi=hi, smin=smin)
+        self.last = dict(v=v, lo=lo, hi=hi)
         return best, (cA, cb)
 
     def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
