@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import deepmad
-from deepmad import api, blocks, budget, theory, tinynas
+from deepmad import api, blocks, budget
 from deepmad.presets import PRESETS, RELEASED_NAME
 from deepmad.reference import REFERENCE, reference
 from deepmad.solver import Design, Infeasible
 from deepmad.spec import SpecError, save
+from shared import recheck, released_objective
 
 CHEAP = dict(solver="evolution", candidates=5000, bound_nodes=0)
 
@@ -271,18 +272,13 @@ def proven() -> dict:
 def test_proven_preset_meets_its_budgets_uses_them_and_beats_the_released_structure(proven, name):
     p, d = PRESETS[name], proven[name]
     b = p.budget
-    convs = blocks.convs(d.spec)  # every layer counted one by one, not the closed forms the solvers use
-    macs, params = sum(c.macs for c in convs), sum(c.params for c in convs)
-    units = blocks.units(d.spec)
-    depths = [s.depth for s in d.spec.stages]
-    assert macs <= b.flops and params <= b.params and theory.rho_max(units) <= b.rho0
-    assert max(macs / b.flops, params / b.params) >= 0.97
-    assert theory.objective(units, depths, p.alpha, b.beta) == pytest.approx(d.objective, rel=1e-12)
+    r = recheck(p, d.spec)  # every layer counted one by one, not the closed forms the solvers use
+    assert r["macs"] <= b.flops and r["params"] <= b.params and r["rho"] <= b.rho0 and r["ordered"]
+    assert max(r["macs"] / b.flops, r["params"] / b.params) >= 0.97
+    assert r["objective"] == pytest.approx(d.objective, rel=1e-12)
     assert d.bound_nodes > 1 and d.bound >= d.objective and d.gap == pytest.approx((d.bound - d.objective) / d.objective)
     if name in RELEASED_NAME:
-        spec = tinynas.to_spec(tinynas.released(RELEASED_NAME[name]))
-        theirs = theory.objective(blocks.units(spec), [s.depth for s in spec.stages], p.alpha)
-        assert d.objective >= theirs
+        assert d.objective >= released_objective(name)
 
 
 @pytest.mark.parametrize("name", ["deepmad-r34", "deepmad-mb"])

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from deepmad import bound as B
 from deepmad.budget import Budget, Problem, Space, bounds, evaluate, in_space
 from deepmad.presets import preset
+from shared import budgeted, small_space
 
 
 def all_rows(problem: Problem) -> np.ndarray:
@@ -134,25 +135,6 @@ def test_preset_bound_is_above_the_design_and_finite():
 
 # ------------------------------------------------- random problems: `deepmad design` with its proof, end to end
 
-def _space(block: str, **kw) -> Space:
-    extra = {"ratio": (1.5, 4.0), "se": 0.25} if block == "mbconv" else {}
-    return Space(block=block, **kw, **extra)
-
-
-small_space = st.builds(
-    _space,
-    block=st.sampled_from(["basic", "bottleneck", "mbconv"]),
-    strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=3).map(tuple),
-    resolution=st.sampled_from([32, 64]),
-    stem_channels=st.just((8, 16)),
-    kernels=st.sampled_from([(3,), (3, 5)]),
-    max_depth=st.integers(1, 6),
-    max_channels=st.sampled_from([64, 128]),
-    num_classes=st.sampled_from([0, 10]),
-    head=st.sampled_from([None, 96]),
-)
-
-
 def random_rows(problem: Problem, count: int, rng: np.random.Generator) -> np.ndarray:
     """Random rows of the space: grid channels (sorted), mids drawn in their ratio range, kernels, depths;
     the ones outside the space are dropped."""
@@ -170,7 +152,7 @@ def random_rows(problem: Problem, count: int, rng: np.random.Generator) -> np.nd
 
 
 @settings(max_examples=12, deadline=None)
-@given(space=small_space, scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]),
+@given(space=small_space(max_depth=6), scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]),
        beta=st.sampled_from([0.0, 10.0]), seed=st.integers(0, 2**32 - 1))
 def test_design_with_proof_on_random_problems(space, scale, rho0, beta, seed):
     """api.solve (search, branch and bound): a feasible design, a bound no sampled feasible design exceeds,
@@ -178,13 +160,7 @@ def test_design_with_proof_on_random_problems(space, scale, rho0, beta, seed):
     from deepmad import api
     from deepmad.solver import Infeasible
 
-    probe = Problem(space, Budget(1e30, 1e30, 1e9))
-    lo = bounds(probe)[0].copy()
-    if space.block == "mbconv":
-        lo[space.n + 1:2 * space.n + 1] = 16
-    s = evaluate(probe, lo[None])
-    problem = Problem(space, Budget(float(s.macs[0]) * (1 + 4 * scale), float(s.params[0]) * (1 + 4 * scale),
-                                    rho0, beta=beta))
+    problem = budgeted(space, scale, rho0, beta=beta)
     try:
         d = api.solve(problem, bound_nodes=60)
     except Infeasible:

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepmad import api, blocks, theory, tinynas
-from deepmad.budget import Budget, Problem, Space, columns, evaluate, from_spec, in_space
+from deepmad import api
+from deepmad.budget import Budget, Problem, columns, evaluate, from_spec, in_space
 from deepmad.presets import PRESETS, RELEASED_NAME
 from deepmad.solver import FEASIBLE, Infeasible, _Neighbourhood, merit, neighbours, solve
+from shared import budgeted, recheck, released_objective, small_space
 
 HILL_CLIMB = 61687.48  # solver-notes.md: a 90-second multi-start hill climb on the deepmad-r18 instance
 # Objectives of the previous search (descent from frontier starts and from the best row of the evolutionary
@@ -25,23 +26,6 @@ PREVIOUS = {"deepmad-r18": 63434.27, "deepmad-r34": 84736.16, "deepmad-r50": 894
 @pytest.fixture(scope="module")
 def designs():
     return {name: solve(p) for name, p in PRESETS.items()}
-
-
-def recheck(problem: Problem, spec) -> dict:
-    """Constraints and objective recomputed from the spec, layer by layer."""
-    convs = blocks.convs(spec)
-    if not problem.budget.classifier:
-        convs = [c for c in convs if c.role != "classifier"]
-    units = blocks.units(spec)
-    return {
-        "macs": sum(c.macs for c in convs),
-        "params": sum(c.params for c in convs),
-        "rho": theory.rho_max(units),
-        "objective": theory.objective(units, [s.depth for s in spec.stages], problem.alpha,
-                                      problem.budget.beta),
-        "ordered": all(a <= b for a, b in zip([spec.stem.channels] + [s.channels for s in spec.stages],
-                                              [s.channels for s in spec.stages])),
-    }
 
 
 def row_of(problem: Problem, spec) -> np.ndarray:
@@ -99,10 +83,7 @@ def test_preset_at_least_as_good_as_the_previous_search(designs, name):
 
 @pytest.mark.parametrize("name", RELEASED_NAME)
 def test_preset_beats_the_released_structure_scored_the_same_way(designs, name):
-    spec = tinynas.to_spec(tinynas.released(RELEASED_NAME[name]))
-    units = blocks.units(spec)
-    theirs = theory.objective(units, [s.depth for s in spec.stages], PRESETS[name].alpha)
-    assert designs[name].objective >= theirs
+    assert designs[name].objective >= released_objective(name)
 
 
 @pytest.mark.parametrize("name", ["deepmad-r18", "deepmad-b0"])
@@ -182,39 +163,10 @@ def test_neighbourhood_scores_equal_evaluate(designs, name):
         assert_scores_exact(p, y)
 
 
-def _space(block: str, **kw) -> Space:
-    extra = {"ratio": (1.5, 4.0), "se": 0.25} if block == "mbconv" else {}
-    return Space(block=block, **kw, **extra)
-
-
-small_space = st.builds(
-    _space,
-    block=st.sampled_from(["basic", "bottleneck", "mbconv"]),
-    strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=3).map(tuple),
-    resolution=st.sampled_from([32, 64]),
-    stem_channels=st.just((8, 16)),
-    kernels=st.sampled_from([(3,), (3, 5)]),
-    max_depth=st.integers(1, 4),
-    max_channels=st.sampled_from([64, 128]),
-    num_classes=st.sampled_from([0, 10]),
-    head=st.sampled_from([None, 96]),
-)
-
-
-def _budgeted(space: Space, scale: float, rho0: float, classifier: bool = True) -> Problem:
-    """Budgets: the cheapest-ish point of the space, scaled up."""
-    probe = Problem(space, Budget(1e30, 1e30, 1e9, classifier=classifier))
-    lo = np.array([8] + [8] * space.n + [16 if space.block == "mbconv" else (8 if space.has_mid else 0)] * space.n
-                  + [3] * space.n + [1] * space.n)
-    s = evaluate(probe, lo[None])
-    return Problem(space, Budget(float(s.macs[0]) * (1 + 4 * scale), float(s.params[0]) * (1 + 4 * scale), rho0,
-                                 classifier=classifier))
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(space=small_space, scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]))
+@given(space=small_space(), scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]))
 def test_random_problems_meet_their_constraints_and_are_reproducible(space, scale, rho0):
-    problem = _budgeted(space, scale, rho0)
+    problem = budgeted(space, scale, rho0)
     try:
         d = solve(problem, n_starts=3, kicks=5)
     except Infeasible:
@@ -224,10 +176,10 @@ def test_random_problems_meet_their_constraints_and_are_reproducible(space, scal
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(space=small_space, scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 2.0]),
+@given(space=small_space(), scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 2.0]),
        classifier=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_random_neighbourhoods_score_exactly(space, scale, rho0, classifier, seed):
-    problem = _budgeted(space, scale, rho0, classifier)
+    problem = budgeted(space, scale, rho0, classifier)
     rng = np.random.default_rng(seed)
     sp, n = problem.space, problem.space.n
     x = np.zeros(4 * n + 1, dtype=np.int64)

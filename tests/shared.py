@@ -1,0 +1,68 @@
+"""What several test files share: random small design problems for the property-based tests, and the
+independent layer-by-layer recount of a design.
+
+A plain module, not a test file: pytest puts tests/ on the path (``pythonpath`` in pyproject.toml), since under
+``--import-mode=importlib`` test files cannot import each other."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from deepmad import blocks, theory, tinynas
+from deepmad.budget import Budget, Problem, Space, evaluate
+from deepmad.presets import PRESETS, RELEASED_NAME
+from deepmad.theory import BETA
+
+
+def _space(block: str, **kw) -> Space:
+    extra = {"ratio": (1.5, 4.0), "se": 0.25} if block == "mbconv" else {}
+    return Space(block=block, **kw, **extra)
+
+
+def small_space(max_depth: int = 4) -> st.SearchStrategy[Space]:
+    """Spaces of 2-3 stages, up to 128 channels and max_depth blocks a stage, of every block family."""
+    return st.builds(
+        _space,
+        block=st.sampled_from(["basic", "bottleneck", "mbconv"]),
+        strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=3).map(tuple),
+        resolution=st.sampled_from([32, 64]),
+        stem_channels=st.just((8, 16)),
+        kernels=st.sampled_from([(3,), (3, 5)]),
+        max_depth=st.integers(1, max_depth),
+        max_channels=st.sampled_from([64, 128]),
+        num_classes=st.sampled_from([0, 10]),
+        head=st.sampled_from([None, 96]),
+    )
+
+
+def budgeted(space: Space, scale: float, rho0: float, classifier: bool = True, beta: float = BETA) -> Problem:
+    """Budgets: the cheapest-ish point of the space, scaled up."""
+    probe = Problem(space, Budget(1e30, 1e30, 1e9, classifier=classifier))
+    lo = np.array([8] + [8] * space.n + [16 if space.block == "mbconv" else (8 if space.has_mid else 0)] * space.n
+                  + [3] * space.n + [1] * space.n)
+    s = evaluate(probe, lo[None])
+    return Problem(space, Budget(float(s.macs[0]) * (1 + 4 * scale), float(s.params[0]) * (1 + 4 * scale), rho0,
+                                 classifier=classifier, beta=beta))
+
+
+def recheck(problem: Problem, spec) -> dict:
+    """Constraints and objective recomputed from the spec, layer by layer."""
+    convs = blocks.convs(spec)
+    if not problem.budget.classifier:
+        convs = [c for c in convs if c.role != "classifier"]
+    units = blocks.units(spec)
+    return {
+        "macs": sum(c.macs for c in convs),
+        "params": sum(c.params for c in convs),
+        "rho": theory.rho_max(units),
+        "objective": theory.objective(units, [s.depth for s in spec.stages], problem.alpha,
+                                      problem.budget.beta),
+        "ordered": all(a <= b for a, b in zip([spec.stem.channels] + [s.channels for s in spec.stages],
+                                              [s.channels for s in spec.stages])),
+    }
+
+
+def released_objective(name: str) -> float:
+    """The objective of the authors' released structure of preset name, scored by our program."""
+    spec = tinynas.to_spec(tinynas.released(RELEASED_NAME[name]))
+    return theory.objective(blocks.units(spec), [s.depth for s in spec.stages], PRESETS[name].alpha)
