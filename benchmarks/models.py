@@ -9,7 +9,7 @@ runs (3 at batch 1, 1 above), then the median wall time of the timed runs and im
 --runs times, fewer when the warm-up says --runs would take more than --max-seconds, but never fewer than 3
 at batch 1 and 2 above (the big models at batch 32 get 2 or 3 timed runs, so that a full run stays near 5
 minutes on 2 cores; the runs column says how many were timed). MACs (multiply-accumulates of convolutions and the classifier,
-= FLOPs / 2) and params are the built model's (MACs from ``deepmad.blocks.cost`` of its spec, which the
+= FLOPs / 2) and params are the built model's (MACs from ``deepmad.core.blocks.cost`` of its spec, which the
 builder matches exactly). "vs" is the latency ratio to whichever of ResNet-18 / ResNet-50 has the closer
 MACs (closest in log scale), measured in the same run at the same batch size.
 """
@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from deepmad import blocks
+from deepmad.core import blocks
 from deepmad.models import create_model, list_models
-from deepmad.presets import PRESETS
+from deepmad.core.presets import PRESETS
 
 BASELINES = ("resnet18", "resnet50")
 

@@ -11,7 +11,7 @@ alone (``--bound-nodes 0``: the full search, no proof), median time and objectiv
 0) at each candidate count with its objective, median time over --evo-runs runs and the ratios to the exact
 solve (objective exact/evolution, time exact/evolution); the released structure of the same name scored by
 our program (objective, entropy alone, and how far it breaks our budgets); both networks under the authors'
-own score (deepmad.tinynas). Last, `deepmad design --preset deepmad-r50` as a whole process, beside
+own score (deepmad.core.tinynas). Last, `deepmad design --preset deepmad-r50` as a whole process, beside
 `python -c pass`, and a summary. The machine's load average is printed first and last: timings on a shared
 machine are only comparable within one run.
 """
@@ -24,12 +24,13 @@ import subprocess
 import sys
 import time
 
-from deepmad import api, blocks, theory, tinynas
-from deepmad.bound import BOUND_NODES
-from deepmad.budget import evaluate
-from deepmad.evolution import evolve
-from deepmad.presets import PRESETS, RELEASED_NAME
-from deepmad.solver import solve
+from deepmad import api
+from deepmad.core import blocks, theory, tinynas
+from deepmad.core.bound import BOUND_NODES
+from deepmad.core.budget import evaluate
+from deepmad.core.evolution import evolve
+from deepmad.core.presets import PRESETS, RELEASED_NAME
+from deepmad.core.solver import solve
 
 
 def median_time(fn, runs: int) -> tuple[float, object]:

@@ -27,9 +27,9 @@ import time
 import torch
 
 from deepmad.api import analyze_spec
-from deepmad.budget import Budget, Problem, Space
-from deepmad.solver import solve
-from deepmad.spec import save
+from deepmad.core.budget import Budget, Problem, Space
+from deepmad.core.solver import solve
+from deepmad.core.spec import save
 from deepmad.train import TrainConfig, train
 from deepmad.train.study import resnet_cifar
 

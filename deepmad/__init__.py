@@ -12,9 +12,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .api import Analysis, Row, analyze, design, list_networks, list_presets  # noqa: E402
-from .presets import PRESETS, preset  # noqa: E402
-from .reference import REFERENCE, reference  # noqa: E402
-from .spec import Spec, SpecError, Stage, Stem, dumps, load, loads, save  # noqa: E402
+from .core.presets import PRESETS, preset  # noqa: E402
+from .core.reference import REFERENCE, reference  # noqa: E402
+from .core.spec import Spec, SpecError, Stage, Stem, dumps, load, loads, save  # noqa: E402
 
 __all__ = ["__version__", "design", "analyze", "Analysis", "Row", "Spec", "Stage", "Stem", "SpecError", "load",
            "save", "loads", "dumps", "PRESETS", "preset", "list_presets", "REFERENCE", "reference",

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .api import Analysis, usage
-from .spec import to_dict
+from .core.analysis import Analysis, usage
+from .core.spec import to_dict
 
 
 def si(x: float, unit: str = "") -> str:

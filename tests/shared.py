@@ -1,17 +1,20 @@
-"""What several test files share: random small design problems for the property-based tests, and the
-independent layer-by-layer recount of a design.
+"""What several test files share: random valid specs and random small design problems for the property-based
+tests, and the independent layer-by-layer recount of a design.
 
 A plain module, not a test file: pytest puts tests/ on the path (``pythonpath`` in pyproject.toml), since under
 ``--import-mode=importlib`` test files cannot import each other."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import strategies as st
 
-from deepmad import blocks, theory, tinynas
-from deepmad.budget import Budget, Problem, Space, evaluate
-from deepmad.presets import PRESETS, RELEASED_NAME
-from deepmad.theory import BETA
+from deepmad.core import blocks, theory, tinynas
+from deepmad.core.budget import Budget, Problem, Space, evaluate
+from deepmad.core.presets import PRESETS, RELEASED_NAME
+from deepmad.core.spec import ACTIVATIONS, BLOCKS, Spec, Stage, Stem
+from deepmad.core.theory import BETA
 
 
 def _space(block: str, **kw) -> Space:
@@ -66,3 +69,62 @@ def released_objective(name: str) -> float:
     """The objective of the authors' released structure of preset name, scored by our program."""
     spec = tinynas.to_spec(tinynas.released(RELEASED_NAME[name]))
     return theory.objective(blocks.units(spec), [s.depth for s in spec.stages], PRESETS[name].alpha)
+
+
+# ---------------------------------------------------------------------------------------------- specs
+
+KERNELS = st.sampled_from([1, 3, 5, 7])
+STRIDES = st.sampled_from([1, 2])
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@st.composite
+def stage_for(draw, c_in: int, block: str | None = None) -> Stage:
+    """A random stage that is valid after a block input of c_in channels."""
+    block = block or draw(st.sampled_from(BLOCKS))
+    channels = draw(st.integers(1, 256))
+    depth = draw(st.integers(1, 4))
+    stride, kernel = draw(STRIDES), draw(KERNELS)
+    mid = expand = None
+    groups, se = 1, 0.0
+    if block == "basic":
+        groups = draw(st.sampled_from(divisors(math.gcd(c_in, channels))))
+    elif block == "bottleneck":
+        mid = draw(st.integers(1, 256))
+        groups = draw(st.sampled_from(divisors(mid)))
+    else:
+        if draw(st.booleans()):
+            mid = draw(st.integers(1, 512))
+        else:
+            expand = draw(st.one_of(st.sampled_from([1.0, 4.0, 6.0]), st.floats(1.0, 8.0)))
+        se = draw(st.one_of(st.just(0.0), st.just(0.25), st.floats(0.0, 1.0)))
+    return Stage(block, channels, depth, stride=stride, kernel=kernel, mid=mid, expand=expand,
+                 groups=groups, se=se)
+
+
+@st.composite
+def valid_specs(draw, max_stages: int = 4, names: bool = False) -> Spec:
+    """Random valid specs: every block family, strides 1/2, kernels 1/3/5/7, mid or expand, SE, groups
+    dividing the channels they group, optional head, num_classes 0 or more."""
+    stem = Stem(draw(st.integers(1, 64)), draw(KERNELS), draw(STRIDES), draw(st.booleans()))
+    stages, c_in = [], stem.channels
+    for _ in range(draw(st.integers(1, max_stages))):
+        s = draw(stage_for(c_in))
+        stages.append(s)
+        c_in = s.channels
+    return Spec(
+        resolution=draw(st.integers(1, 320)),
+        stem=stem,
+        stages=tuple(stages),
+        head=draw(st.one_of(st.none(), st.integers(1, 512))),
+        num_classes=draw(st.one_of(st.just(0), st.integers(1, 1000))),
+        in_channels=draw(st.integers(1, 4)),
+        act=draw(st.sampled_from(ACTIVATIONS)),
+        name=draw(st.text(max_size=24)) if names else draw(st.sampled_from(["", "net", "deepmad-r18"])),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- round trips

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import deepmad
-from deepmad import api, blocks, budget
-from deepmad.presets import PRESETS, RELEASED_NAME
-from deepmad.reference import REFERENCE, reference
-from deepmad.solver import Design, Infeasible
-from deepmad.spec import SpecError, save
+from deepmad import api
+from deepmad.core import blocks, budget
+from deepmad.core.presets import PRESETS, RELEASED_NAME
+from deepmad.core.reference import REFERENCE, reference
+from deepmad.core.result import Design, Infeasible
+from deepmad.core.spec import SpecError, save
 from shared import recheck, released_objective
 
 CHEAP = dict(solver="evolution", candidates=5000, bound_nodes=0)
@@ -37,13 +38,13 @@ def r18() -> Design:
 
 def fake_lns(monkeypatch, gap=None, bound=None):
     """Replace the lns search by a cheap evolution run (reported as lns with the given gap)."""
-    from deepmad import evolution, solver
+    from deepmad.core import evolution, exact
 
     def solve(problem, *, time_limit=None, **search):
         d = evolution.evolve(problem, candidates=2000)
         return dataclasses.replace(d, solver="lns", gap=gap, bound=bound)
 
-    monkeypatch.setattr(solver, "solve", solve)
+    monkeypatch.setattr(exact, "search", solve)
 
 
 # ---------------------------------------------------------------------------------------------- analyze
@@ -71,8 +72,8 @@ def test_analysis_is_the_theory_on_the_spec(name):
     total = blocks.cost(spec)
     assert (a.params, a.flops, a.layers) == (round(total.params), round(total.macs), round(total.layers))
     us = blocks.units(spec)
-    assert a.entropy == pytest.approx(deepmad.theory.entropy(us))
-    assert a.rho == pytest.approx(deepmad.theory.rho(us)) and a.rho_max >= a.rho
+    assert a.entropy == pytest.approx(deepmad.core.theory.entropy(us))
+    assert a.rho == pytest.approx(deepmad.core.theory.rho(us)) and a.rho_max >= a.rho
     if math.isfinite(a.penalty):
         assert a.objective == pytest.approx(a.entropy - a.penalty)
     # rows: stem, every stage, head; the last row's prefix is the whole network
@@ -243,7 +244,7 @@ def test_package_exports():
 
 def test_import_is_light():
     """Importing the package, the command and the solvers loads neither torch nor yaml."""
-    code = ("import sys, deepmad, deepmad.cli, deepmad.report, deepmad.solver, deepmad.evolution; "
+    code = ("import sys, deepmad, deepmad.cli, deepmad.report, deepmad.core.solver, deepmad.core.evolution; "
             "heavy = sorted(m for m in ('torch', 'yaml', 'matplotlib', 'pandas') if m in sys.modules); "
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -283,7 +284,7 @@ def test_proven_preset_meets_its_budgets_uses_them_and_beats_the_released_struct
 
 @pytest.mark.parametrize("name", ["deepmad-r34", "deepmad-mb"])
 def test_proven_preset_beats_the_authors_evolution(proven, name):
-    from deepmad.evolution import evolve
+    from deepmad.core.evolution import evolve
 
     assert proven[name].objective >= evolve(PRESETS[name], candidates=500_000, seed=0).objective
 
@@ -292,7 +293,7 @@ def test_proven_design_is_reproducible_and_no_worse_than_its_search(proven):
     again = api.design("deepmad-89m")
     d = proven["deepmad-89m"]
     assert (again.x, again.objective, again.bound, again.bound_nodes) == (d.x, d.objective, d.bound, d.bound_nodes)
-    from deepmad.solver import BOUNDED_KICKS, BOUNDED_STARTS, solve
+    from deepmad.core.solver import BOUNDED_KICKS, BOUNDED_STARTS, solve
 
     first = solve(PRESETS["deepmad-89m"], n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS)  # its first incumbent
     assert d.objective >= first.objective

@@ -1,7 +1,7 @@
 """PyTorch models built from specs (needs torch: ``pip install 'deepmad[torch]'``).
 
 ``create_model`` builds a ``DeepMADNet`` from a preset name, a reference network name, a Spec or a spec
-file; the model has exactly the convolutions, parameters and multiply-accumulates ``deepmad.blocks`` counts.
+file; the model has exactly the convolutions, parameters and multiply-accumulates ``deepmad.core.blocks`` counts.
 Convention: MACs = FLOPs / 2, counting convolutions and matrix products (the classifier) only, as
 ``torch.utils.flop_counter.FlopCounterMode`` does (BatchNorm, activations, pooling, the SE gate product and
 residual additions are not counted).

@@ -1,6 +1,6 @@
-"""The three block families of ``deepmad.blocks``, as torchvision / timm build them.
+"""The three block families of ``deepmad.core.blocks``, as torchvision / timm build them.
 
-Each block has exactly the convolutions ``deepmad.blocks.block_convs`` lists, under the same names
+Each block has exactly the convolutions ``deepmad.core.blocks.block_convs`` lists, under the same names
 (``conv1``, ``conv2``, ``conv3``, ``shortcut``, ``expand``, ``dw``, ``se.reduce``, ``se.expand``,
 ``project``), so ``model.get_submodule(conv.name)`` finds the layer each ``Conv`` record counts.
 

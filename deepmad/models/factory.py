@@ -12,9 +12,9 @@ import functools
 import os
 from typing import Sequence
 
-from ..presets import PRESETS
-from ..reference import REFERENCE, reference
-from ..spec import Spec
+from ..core.presets import PRESETS
+from ..core.reference import REFERENCE, reference
+from ..core.spec import Spec
 from .net import DeepMADNet
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -38,11 +38,11 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def preset_spec(name: str) -> Spec:
-    """The design of preset name (``deepmad.api.design(name).spec``: what ``deepmad design --preset name``
-    prints), solved once per process."""
-    from .. import api
+    """The design of preset name (what ``deepmad design --preset name`` prints), solved once per process."""
+    from ..core.exact import solve
+    from ..core.presets import preset
 
-    return api.design(name).spec
+    return solve(preset(name)).spec
 
 
 def resolve_spec(name_or_spec: str | os.PathLike | Spec) -> Spec:
@@ -62,7 +62,7 @@ def resolve_spec(name_or_spec: str | os.PathLike | Spec) -> Spec:
     if not (os.path.exists(text) or os.sep in text or text.lower().endswith(SPEC_SUFFIXES)):
         raise ValueError(f"unknown model {text!r}; known models: {', '.join(list_models())}; "
                          f"or give a spec file ({', '.join(SPEC_SUFFIXES)})")
-    from ..api import resolve
+    from ..core.exact import resolve
 
     return resolve(text)  # reads the file; SpecError names the file and the field
 

@@ -1,14 +1,14 @@
 """Layer primitives of the builder: conv-BN-act, squeeze-excitation, stochastic depth.
 
 Every convolution is 'same'-padded (padding k // 2, odd k), so a stride-s layer maps side r to
-ceil(r / s) = ``deepmad.spec.out_resolution(r, s)``, the side the counts of ``deepmad.blocks`` use.
+ceil(r / s) = ``deepmad.core.spec.out_resolution(r, s)``, the side the counts of ``deepmad.core.blocks`` use.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}  # deepmad.spec.ACTIVATIONS
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}  # deepmad.core.spec.ACTIVATIONS
 
 
 def make_act(name: str | None) -> nn.Module:
@@ -26,7 +26,7 @@ def make_act(name: str | None) -> nn.Module:
 class ConvBNAct(nn.Sequential):
     """k x k convolution (no bias) -> BatchNorm -> activation (``act=None``: conv-BN only).
 
-    Children ``conv``, ``bn``, ``act``; one ``deepmad.blocks.Conv`` record (bn=True, bias=False) each.
+    Children ``conv``, ``bn``, ``act``; one ``deepmad.core.blocks.Conv`` record (bn=True, bias=False) each.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
@@ -41,7 +41,7 @@ class SqueezeExcite(nn.Module):
     """Squeeze-excitation (Hu et al.): x * sigmoid(expand(act(reduce(avgpool(x))))).
 
     ``reduce`` and ``expand`` are 1x1 convs with bias and no BN, as in torchvision's EfficientNet; the
-    squeeze width is given by the caller (``deepmad.blocks.squeeze``: max(1, int(block input · se))).
+    squeeze width is given by the caller (``deepmad.core.blocks.squeeze``: max(1, int(block input · se))).
     """
 
     def __init__(self, channels: int, squeeze: int, act: str = "relu") -> None:

@@ -1,6 +1,6 @@
 """``DeepMADNet``: any ``deepmad.Spec`` as a plain PyTorch module (classifier or multi-scale backbone).
 
-Layout (module names are those of ``deepmad.blocks.convs``, so each counted conv is
+Layout (module names are those of ``deepmad.core.blocks.convs``, so each counted conv is
 ``model.get_submodule(conv.name)``)::
 
     stem        ConvBNAct(in_chans, stem.channels, stem.kernel, stem.stride)
@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .. import blocks as counts
-from ..spec import Spec, SpecError, validate
+from ..core import blocks as counts
+from ..core.spec import Spec, SpecError, validate
 from .blocks import BasicBlock, Bottleneck, InvertedResidual
 from .layers import ConvBNAct
 
@@ -119,7 +119,7 @@ def _check_memory(spec: Spec, params: float) -> None:
 
 
 class DeepMADNet(nn.Module):
-    """The network a spec describes, with exactly the convolutions ``deepmad.blocks.convs`` counts.
+    """The network a spec describes, with exactly the convolutions ``deepmad.core.blocks.convs`` counts.
 
     num_classes: classifier outputs (None: the spec's; 0: no classifier, ``forward`` returns the pooled
     features). in_chans: input channels (None: the spec's). drop_rate: dropout before the classifier.
@@ -129,7 +129,7 @@ class DeepMADNet(nn.Module):
     module docstring) as a list.
 
     ``model.spec`` is the spec as built (num_classes and in_chans applied), so for a classifier
-    ``sum(p.numel() for p in model.parameters()) == deepmad.blocks.cost(model.spec).params``.
+    ``sum(p.numel() for p in model.parameters()) == deepmad.core.blocks.cost(model.spec).params``.
     """
 
     def __init__(self, spec: Spec, num_classes: int | None = None, in_chans: int | None = None,
@@ -252,7 +252,7 @@ class DeepMADNet(nn.Module):
 
 
 def make_block(s, c_in: int, stride: int, act: str, drop_path: float = 0.0) -> nn.Module:
-    """One block of stage s (a ``deepmad.spec.Stage``) whose input has c_in channels."""
+    """One block of stage s (a ``deepmad.core.spec.Stage``) whose input has c_in channels."""
     if s.block == "basic":
         return BasicBlock(c_in, s.channels, s.kernel, stride, s.groups, act, drop_path)
     mid = int(counts.expansion(s, c_in))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from ..presets import PRESETS
+from ..core.presets import PRESETS
 from .factory import create_model
 from .net import DeepMADNet
 

@@ -24,7 +24,7 @@ included; shortcut projections, squeeze-excitation and the classifier not counte
    branch" otherwise), or on one that does not rejoin it ("off-path").
 3. Classifier: the main path from the first global reduction (pooling, mean, flatten) after its last spatial
    map on (a conv after the global pool, as in MobileNet-V3's head, is classifier too).
-4. Units (the ``deepmad.blocks.Unit`` the theory reads): main-path layers that one branch bypasses (a residual
+4. Units (the ``deepmad.core.blocks.Unit`` the theory reads): main-path layers that one branch bypasses (a residual
    block, from its fork to its join) form one unit; the first layer (the stem) is a unit of its own. The other
    layers run in plain chains: if the network has linear bottlenecks (two consecutive main-path layers joined
    with no activation between them, only normalization, additions, scaling or views, as after MobileNet-V2's
@@ -36,9 +36,9 @@ included; shortcut projections, squeeze-excitation and the classifier not counte
    depthwise-ness of the stage's first unit; every shape of the unit before). A last unit that is one 1x1
    stride-1 conv is the head. Two consecutive stages of identical blocks read as one.
 
-Entropy, ρ and the scales are then computed by ``deepmad.theory`` from these units, exactly as
+Entropy, ρ and the scales are then computed by ``deepmad.core.theory`` from these units, exactly as
 ``deepmad.api.analyze_spec`` does from a spec's (for an h x w map, r² = h·w). Params are ``sum(p.numel())``
-over the module; MACs those of every conv2d / linear operation, counted or skipped (``deepmad.blocks``
+over the module; MACs those of every conv2d / linear operation, counted or skipped (``deepmad.core.blocks``
 convention: c_out·(c_in/g)·kh·kw·h·w; in·out per position for a linear layer). Only Conv2d and Linear
 operations are layers (``F.conv2d`` / ``F.linear`` calls included); other ops (conv1d/3d, transposed convs,
 matmul) are neither counted nor cost. A model built from a spec by ``deepmad.models`` traces to the spec's
@@ -58,10 +58,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .. import theory
-from ..api import Row, parse_alpha, parse_beta
-from ..blocks import Unit
-from ..theory import BETA
+from ..core import theory
+from ..core.analysis import Row, parse_alpha, parse_beta
+from ..core.blocks import Unit
+from ..core.theory import BETA
 
 
 class TraceError(ValueError):

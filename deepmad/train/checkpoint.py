@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..spec import atomic_file
+from ..core.spec import atomic_file
 
 FORMAT = "deepmad-train"
 VERSION = 1

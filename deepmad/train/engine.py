@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import Spec, from_dict, to_dict, write_atomic
+from ..core.spec import Spec, from_dict, to_dict, write_atomic
 from . import checkpoint as ckpt
 from . import data as datamod
 from . import distributed

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
-from ..spec import write_atomic
+from ..core.spec import write_atomic
 
 
 def topk_correct(logits, labels, ks: Iterable[int] = (1, 5)) -> list[int]:

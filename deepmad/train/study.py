@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Spec, Stage, Stem, from_dict, save, to_dict, write_atomic
+from ..core.spec import Spec, Stage, Stem, from_dict, save, to_dict, write_atomic
 from .config import ConfigError, TrainConfig, check
 
 CIFAR_RESNETS = {f"resnet{6 * n + 2}-cifar": n for n in (1, 3, 5, 7, 9, 18)}  # 8, 20, 32, 44, 56, 110
@@ -35,7 +35,7 @@ CIFAR_RESNETS = {f"resnet{6 * n + 2}-cifar": n for n in (1, 3, 5, 7, 9, 18)}  # 
 def resnet_cifar(depth: int = 20, num_classes: int = 100, resolution: int = 32) -> Spec:
     """He et al.'s CIFAR ResNet-(6n+2): 3x3 stem (16, stride 1), 3 stages of n basic blocks with 16/32/64
     channels and strides 1/2/2, no max-pool. Shortcuts are 1x1 projections (option B) where the shape
-    changes, as ``deepmad.blocks`` counts them (ResNet-20: 278,324 params for 100 classes)."""
+    changes, as ``deepmad.core.blocks`` counts them (ResNet-20: 278,324 params for 100 classes)."""
     if (depth - 2) % 6 or depth < 8:
         raise ConfigError(f"resnet-cifar depth: expected 6n+2 (20, 32, 44, 56, 110), got {depth}")
     n = (depth - 2) // 6
@@ -47,7 +47,7 @@ def budget_spec(name: str, num_classes: int, resolution: int) -> Spec:
     """The network whose costs set the budget: resnetNN-cifar, a reference or preset name, or a spec file."""
     if name in CIFAR_RESNETS:
         return resnet_cifar(6 * CIFAR_RESNETS[name] + 2, num_classes, resolution)
-    from ..api import resolve
+    from ..core.exact import resolve
 
     try:
         s = resolve(name)
@@ -89,8 +89,8 @@ class StudyConfig:
         if self.flops is None and not self.budget_of:
             raise ConfigError("--budget-of: give a network (e.g. resnet20-cifar) or --flops and --params")
         if self.flops is None:
-            from ..presets import PRESETS
-            from ..reference import REFERENCE
+            from ..core.presets import PRESETS
+            from ..core.reference import REFERENCE
 
             b = self.budget_of
             if b not in CIFAR_RESNETS and b not in REFERENCE and b not in PRESETS and not os.path.isfile(b):
@@ -105,7 +105,7 @@ class StudyConfig:
 
 
 def _space(sc: StudyConfig, num_classes: int):
-    from ..budget import Space
+    from ..core.budget import Space
 
     ratio = (0.0, 1.0)
     return Space(block=sc.block, strides=(1, 2, 2), resolution=sc.resolution, stem_channels=(8, 32),
@@ -117,7 +117,7 @@ def budgets(sc: StudyConfig, num_classes: int) -> tuple[float, float, str]:
     """(FLOPs, params, where they come from) of the study."""
     if sc.flops is not None:
         return float(sc.flops), float(sc.params), "given"
-    from ..api import analyze_spec
+    from ..core.analysis import analyze_spec
 
     a = analyze_spec(budget_spec(sc.budget_of, num_classes, sc.resolution))
     return float(a.flops), float(a.params), sc.budget_of
@@ -127,9 +127,9 @@ def _placements(prob, index: int, solver: str):
     """Candidate designs for one ρ target, best first: the search's solution, then its feasible neighbours (every
     move of one or two variables, ``solver.neighbours``) by objective, then the evolutionary search with seeds
     derived from the index. All meet the budgets and ρ <= target; the neighbours stay next to the solution."""
-    from ..budget import evaluate, to_spec
-    from ..evolution import evolve
-    from ..solver import Design, merit, neighbours, solve
+    from ..core.budget import evaluate, to_spec
+    from ..core.evolution import evolve
+    from ..core.solver import Design, merit, neighbours, solve
 
     if solver == "lns":
         d = solve(prob, seed_candidates=50_000)
@@ -147,9 +147,9 @@ def _placements(prob, index: int, solver: str):
 def design_models(sc: StudyConfig, num_classes: int) -> list[dict[str, Any]]:
     """The N networks of the study: one per ρ target, each placed at the budget (deterministic); a target
     whose solution repeats an earlier network takes the next candidate of ``_placements`` that does not."""
-    from ..api import analyze_spec
-    from ..budget import Budget, Problem
-    from ..solver import Infeasible
+    from ..core.analysis import analyze_spec
+    from ..core.budget import Budget, Problem
+    from ..core.result import Infeasible
 
     flops, params, source = budgets(sc, num_classes)
     space = _space(sc, num_classes)

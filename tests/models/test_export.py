@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 from deepmad import cli  # noqa: E402
 from deepmad.models import create_model, export  # noqa: E402
 from deepmad.models.export import ExportError, export_onnx, export_torchscript  # noqa: E402
-from deepmad.spec import Spec, Stage, Stem, save  # noqa: E402
+from deepmad.core.spec import Spec, Stage, Stem, save  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 

@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 import deepmad  # noqa: E402
 from deepmad import api  # noqa: E402
 from deepmad.models import DeepMADNet, create_model, list_models, preset_spec, resolve_spec  # noqa: E402
-from deepmad.presets import PRESETS  # noqa: E402
-from deepmad.reference import REFERENCE, reference  # noqa: E402
-from deepmad.spec import Spec, SpecError, Stage, Stem, save  # noqa: E402
+from deepmad.core.presets import PRESETS  # noqa: E402
+from deepmad.core.reference import REFERENCE, reference  # noqa: E402
+from deepmad.core.spec import Spec, SpecError, Stage, Stem, save  # noqa: E402
 
 TINY = Spec(32, Stem(8), (Stage("bottleneck", 16, 1, stride=2, mid=8), Stage("mbconv", 24, 2, stride=2,
                                                                                expand=2.0, se=0.25)),

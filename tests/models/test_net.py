@@ -1,10 +1,10 @@
-"""deepmad.models: the builder builds exactly the network deepmad.blocks counts.
+"""deepmad.models: the builder builds exactly the network deepmad.core.blocks counts.
 
 Counting convention (the issue's acceptance): MACs = FLOPs / 2, where FLOPs is the total of
 ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass at the spec's resolution, batch 1, under
 ``torch.no_grad``. FlopCounterMode counts convolutions and matrix products (the classifier) only, not
 BatchNorm, activations, pooling, the SE gate product or residual additions, which is also what
-``deepmad.blocks.cost`` counts; the two agree exactly (so a fortiori within the issue's 0.5%).
+``deepmad.core.blocks.cost`` counts; the two agree exactly (so a fortiori within the issue's 0.5%).
 
 Most whole-network counts run the forward on the meta device (shapes, no data, no compute);
 ``test_meta_counts_equal_cpu_counts`` shows a real CPU forward counts the same.
@@ -23,14 +23,15 @@ from hypothesis import strategies as st  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from deepmad import api, blocks  # noqa: E402
+from deepmad import api  # noqa: E402
+from deepmad.core import blocks  # noqa: E402
 from deepmad.models import DeepMADNet, create_model, feature_levels  # noqa: E402
 from deepmad.models.blocks import BasicBlock, Bottleneck, InvertedResidual  # noqa: E402
 from deepmad.models.layers import ACTIVATIONS, ConvBNAct, DropPath  # noqa: E402
-from deepmad.presets import PRESETS  # noqa: E402
-from deepmad.reference import REFERENCE, reference  # noqa: E402
-from deepmad.spec import ACTIVATIONS as SPEC_ACTIVATIONS  # noqa: E402
-from deepmad.spec import Spec, SpecError, Stage, Stem  # noqa: E402
+from deepmad.core.presets import PRESETS  # noqa: E402
+from deepmad.core.reference import REFERENCE, reference  # noqa: E402
+from deepmad.core.spec import ACTIVATIONS as SPEC_ACTIVATIONS  # noqa: E402
+from deepmad.core.spec import Spec, SpecError, Stage, Stem  # noqa: E402
 
 ALL = [*PRESETS, *REFERENCE]
 TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,

@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deepmad import blocks  # noqa: E402
+from deepmad.core import blocks  # noqa: E402
 from deepmad.models import timm_adapter  # noqa: E402
-from deepmad.presets import PRESETS  # noqa: E402
+from deepmad.core.presets import PRESETS  # noqa: E402
 
 
 def fake_timm() -> types.ModuleType:

@@ -16,11 +16,12 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from deepmad import cli, theory  # noqa: E402
+from deepmad import cli  # noqa: E402
+from deepmad.core import theory  # noqa: E402
 from deepmad.api import analyze, analyze_spec  # noqa: E402
-from deepmad.blocks import Unit  # noqa: E402
-from deepmad.reference import reference  # noqa: E402
-from deepmad.spec import Spec, Stage, Stem  # noqa: E402
+from deepmad.core.blocks import Unit  # noqa: E402
+from deepmad.core.reference import reference  # noqa: E402
+from deepmad.core.spec import Spec, Stage, Stem  # noqa: E402
 from deepmad.models.trace import TraceError, load_module, text, to_json, trace  # noqa: E402
 
 RES = 64

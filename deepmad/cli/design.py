@@ -1,31 +1,12 @@
-"""The ``deepmad`` command: ``design``, ``analyze``, ``presets``.
-
-Bad input of any kind (usage errors included) ends with one line ``deepmad: error: ...`` on stderr and exit
-status 2, before anything is written.
-"""
+"""``deepmad design``, ``analyze`` and ``presets``: the design commands (no torch, but for ``analyze --torch``)."""
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import Sequence
-
-from . import __version__
 
 EPILOG_DESIGN = """examples:
   deepmad design --preset deepmad-r50
   deepmad design --block bottleneck --flops 1.8G --params 11.7M --rho 0.3 -o my-net.yaml"""
-
-
-class UsageError(Exception):
-    """A usage error found by argparse (reported as one line, exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its error path reduced to one line on stderr."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _alpha(text: str) -> tuple[float, ...]:
@@ -42,13 +23,8 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,5, got {text!r}") from None
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``deepmad`` command."""
-    p = _Parser(prog="deepmad", description="DeepMAD (CVPR 2023): design a CNN by solving a mathematical "
-                "program; analyze any network's entropy, effectiveness and costs.")
-    p.add_argument("--version", action="version", version=f"deepmad {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def add_commands(sub) -> None:
+    """Add design, analyze and presets to the ``deepmad`` parser's subparsers."""
     d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",
                        epilog=EPILOG_DESIGN, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--preset", help="a built-in problem (see 'deepmad presets'); budget flags override it")
@@ -92,35 +68,6 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("presets", help="list the built-in presets and their budgets")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    for name in EXTENSIONS:
-        _extension(name).add_commands(sub)
-    return p
-
-
-# Commands that need torch (build, export, train, ...) live in modules of their own. Each has
-# ``add_commands(sub)``, which adds its subparsers, and ``COMMANDS``, a dict from command name to a handler
-# ``handler(args) -> str`` (the text to print; ValueError for bad input). These modules must not import torch
-# at import time: the design commands load them too.
-EXTENSIONS = ("deepmad.cli_models", "deepmad.cli_train")
-
-
-def _extension(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        return _NoCommands
-
-
-class _NoCommands:
-    COMMANDS: dict = {}
-
-    @staticmethod
-    def add_commands(sub) -> None:
-        pass
 
 
 def _scoring(p: argparse.ArgumentParser) -> None:
@@ -143,8 +90,8 @@ def _check_output(path: str, force: bool) -> None:
 
 
 def _design(args) -> str:
-    from . import api, report
-    from .spec import save
+    from .. import api, report
+    from ..core.spec import save
 
     if args.output:
         _check_output(args.output, args.force)
@@ -169,7 +116,7 @@ def _design(args) -> str:
 
 
 def _analyze(args) -> str:
-    from . import api, report
+    from .. import api, report
 
     if args.torch is None:
         if args.target is None:
@@ -198,7 +145,7 @@ def _analyze(args) -> str:
         import torch  # noqa: F401
     except ImportError:
         raise ValueError("--torch: PyTorch is not installed; pip install 'deepmad[torch]'") from None
-    from .models.trace import load_module, text, to_json, trace
+    from ..models.trace import load_module, text, to_json, trace
 
     model = load_module(args.torch)
     an = trace(model, size, 3 if args.in_chans is None else args.in_chans, alpha=args.alpha, beta=args.beta,
@@ -207,48 +154,11 @@ def _analyze(args) -> str:
 
 
 def _presets(args) -> str:
-    from . import report
-    from .presets import PRESETS
+    from .. import report
+    from ..core.presets import PRESETS
 
     problems = list(PRESETS.values())
     return report.dumps(report.presets_json(problems)) if args.json else report.presets_text(problems)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
-    p = parser()
-    try:
-        args = p.parse_args(argv)
-    except UsageError as e:
-        print(f"deepmad: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help, --version
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
-    if args.command is None:
-        names = ", ".join(["design", "analyze", "presets"] + [c for m in EXTENSIONS for c in _extension(m).COMMANDS])
-        print(f"deepmad: error: a command is required: {names} (see 'deepmad --help')", file=sys.stderr)
-        return 2
-    handlers = {"design": _design, "analyze": _analyze, "presets": _presets}
-    for name in EXTENSIONS:
-        handlers.update(_extension(name).COMMANDS)
-    run = handlers[args.command]
-    try:
-        out = run(args)
-    except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"deepmad: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("deepmad: error: interrupted", file=sys.stderr)
-        return 130
-    try:
-        sys.stdout.write(out)
-        sys.stdout.flush()
-    except BrokenPipeError:  # e.g. piped into head
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {"design": _design, "analyze": _analyze, "presets": _presets}

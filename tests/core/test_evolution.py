@@ -1,4 +1,4 @@
-"""The evolutionary baseline (deepmad.evolution): determinism, feasibility re-checked independently,
+"""The evolutionary baseline (deepmad.core.evolution): determinism, feasibility re-checked independently,
 elitism (more candidates never worse), the Infeasible message."""
 import dataclasses
 import math
@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from deepmad import blocks, budget, theory
-from deepmad.budget import Budget, Problem, Space
-from deepmad.evolution import evolve
-from deepmad.presets import preset
-from deepmad.solver import Design, Infeasible
+from deepmad.core import blocks, budget, theory
+from deepmad.core.budget import Budget, Problem, Space
+from deepmad.core.evolution import evolve
+from deepmad.core.presets import preset
+from deepmad.core.result import Design, Infeasible
 
 PRESETS = ("deepmad-r18", "deepmad-r50", "deepmad-mb", "deepmad-29m")
 BASIC = Problem(Space("basic", strides=(2, 2, 2, 2)), Budget(1.8e9, 11.7e6, 0.3), name="basic-r18")

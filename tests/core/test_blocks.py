@@ -1,4 +1,4 @@
-"""deepmad.blocks: the closed form (cost, stage_cost, block_cost) equals the layer-by-layer list (convs)."""
+"""deepmad.core.blocks: the closed form (cost, stage_cost, block_cost) equals the layer-by-layer list (convs)."""
 from __future__ import annotations
 
 import math
@@ -8,15 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepmad import blocks
-from deepmad.blocks import Conv, block_convs, block_cost, convs, cost, stage_cost
-from deepmad.reference import REFERENCE, reference
-from deepmad.spec import Spec, Stage, Stem
+from deepmad.core import blocks
+from deepmad.core.blocks import Conv, block_convs, block_cost, convs, cost, stage_cost
+from deepmad.core.reference import REFERENCE, reference
+from deepmad.core.spec import Spec, Stage, Stem
 
-try:  # the strategies live in test_spec.py
-    from tests.test_spec import KERNELS, STRIDES, divisors, stage_for, valid_specs
-except ImportError:  # pragma: no cover - plain `pytest` with tests/ (no __init__.py) on sys.path
-    from test_spec import KERNELS, STRIDES, divisors, stage_for, valid_specs
+from shared import KERNELS, STRIDES, divisors, stage_for, valid_specs
 
 SETTINGS = settings(max_examples=100, deadline=None)
 

@@ -1,4 +1,4 @@
-"""The lns search (deepmad.solver): its designs re-checked by independent paths (per-layer convs -> theory, and
+"""The lns search (deepmad.core.solver): its designs re-checked by independent paths (per-layer convs -> theory, and
 deepmad.api.analyze of the spec), its neighbourhood scores against budget.evaluate bit for bit, local
 optimality, determinism, and its objective against the solver-notes hill climb, the evolutionary baseline,
 the previous (evolution-seeded) search and the authors' released structures."""
@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepmad import api
-from deepmad.budget import Budget, Problem, columns, evaluate, from_spec, in_space
-from deepmad.presets import PRESETS, RELEASED_NAME
-from deepmad.solver import FEASIBLE, Infeasible, _Neighbourhood, merit, neighbours, solve
+from deepmad.core.budget import Budget, Problem, columns, evaluate, from_spec, in_space
+from deepmad.core.presets import PRESETS, RELEASED_NAME
+from deepmad.core.solver import FEASIBLE, Infeasible, _Neighbourhood, merit, neighbours, solve
 from shared import budgeted, recheck, released_objective, small_space
 
 HILL_CLIMB = 61687.48  # solver-notes.md: a 90-second multi-start hill climb on the deepmad-r18 instance
@@ -88,7 +88,7 @@ def test_preset_beats_the_released_structure_scored_the_same_way(designs, name):
 
 @pytest.mark.parametrize("name", ["deepmad-r18", "deepmad-b0"])
 def test_search_is_at_least_as_good_as_the_authors_evolution(designs, name):
-    from deepmad.evolution import evolve
+    from deepmad.core.evolution import evolve
 
     assert designs[name].objective >= evolve(PRESETS[name], candidates=500_000, seed=0).objective
 

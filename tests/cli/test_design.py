@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from deepmad import cli
-from deepmad.presets import PRESETS
-from deepmad.reference import reference
-from deepmad.spec import from_dict, load, save
+from deepmad.core.presets import PRESETS
+from deepmad.core.reference import reference
+from deepmad.core.spec import from_dict, load, save
 
 CHEAP = ["--solver", "evolution", "--candidates", "5000", "--bound-nodes", "0"]
 BUDGET = ["--block", "bottleneck", "--flops", "1.8G", "--params", "11.7M", "--rho", "0.3"]
@@ -142,13 +142,13 @@ def test_design_human(capsys):
 
 
 def test_design_default_solver_reports_gap(capsys, monkeypatch):
-    from deepmad import evolution, solver
+    from deepmad.core import evolution, exact
 
     def solve(problem, *, time_limit=None):
         d = evolution.evolve(problem, candidates=2000)
         return dataclasses.replace(d, solver="lns", gap=0.0123, bound=d.objective * 1.0123)
 
-    monkeypatch.setattr(solver, "solve", solve)
+    monkeypatch.setattr(exact, "search", solve)
     code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "0")
     assert code == 0 and "1.23%" in out
     j = ok_json(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "0")

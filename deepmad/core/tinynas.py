@@ -3,7 +3,7 @@
 TinyNAS (github.com/alibaba/lightweight-neural-architecture-search, read at commit 90a9d0cc) scores a network
 analytically from its structure list (``configs/classification/models/deepmad-*.txt``). This module reproduces
 that computation on the same list, so our designs can be compared with theirs on their own terms. Where it
-departs from the paper's formulation (deepmad-math.md §2-4, implemented in ``deepmad.theory``):
+departs from the paper's formulation (deepmad-math.md §2-4, implemented in ``deepmad.core.theory``):
 
 - Score resolution: always 224. No config passes ``image_size`` to the score class
   (``tinynas/scores/compute_deepmad.py``, ``ComputeDeepMadScore.__init__``), even for the 288-px config; the

@@ -1,7 +1,6 @@
-"""deepmad.spec: exact YAML/JSON round trips, validation that names the field, atomic save.
+"""deepmad.core.spec: exact YAML/JSON round trips, validation that names the field, atomic save.
 
-``valid_specs`` (a hypothesis strategy for random valid specs) lives here and is reused by
-test_blocks.py and test_theory.py.
+``valid_specs`` (a hypothesis strategy for random valid specs) lives in tests/shared.py.
 """
 from __future__ import annotations
 
@@ -16,67 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepmad import spec as S
-from deepmad.reference import REFERENCE, reference
-from deepmad.spec import ACTIVATIONS, BLOCKS, Spec, SpecError, Stage, Stem
+from deepmad.core import spec as S
+from deepmad.core.reference import REFERENCE, reference
+from deepmad.core.spec import ACTIVATIONS, BLOCKS, Spec, SpecError, Stage, Stem
+from shared import valid_specs
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-KERNELS = st.sampled_from([1, 3, 5, 7])
-STRIDES = st.sampled_from([1, 2])
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-@st.composite
-def stage_for(draw, c_in: int, block: str | None = None) -> Stage:
-    """A random stage that is valid after a block input of c_in channels."""
-    block = block or draw(st.sampled_from(BLOCKS))
-    channels = draw(st.integers(1, 256))
-    depth = draw(st.integers(1, 4))
-    stride, kernel = draw(STRIDES), draw(KERNELS)
-    mid = expand = None
-    groups, se = 1, 0.0
-    if block == "basic":
-        groups = draw(st.sampled_from(divisors(math.gcd(c_in, channels))))
-    elif block == "bottleneck":
-        mid = draw(st.integers(1, 256))
-        groups = draw(st.sampled_from(divisors(mid)))
-    else:
-        if draw(st.booleans()):
-            mid = draw(st.integers(1, 512))
-        else:
-            expand = draw(st.one_of(st.sampled_from([1.0, 4.0, 6.0]), st.floats(1.0, 8.0)))
-        se = draw(st.one_of(st.just(0.0), st.just(0.25), st.floats(0.0, 1.0)))
-    return Stage(block, channels, depth, stride=stride, kernel=kernel, mid=mid, expand=expand,
-                 groups=groups, se=se)
-
-
-@st.composite
-def valid_specs(draw, max_stages: int = 4, names: bool = False) -> Spec:
-    """Random valid specs: every block family, strides 1/2, kernels 1/3/5/7, mid or expand, SE, groups
-    dividing the channels they group, optional head, num_classes 0 or more."""
-    stem = Stem(draw(st.integers(1, 64)), draw(KERNELS), draw(STRIDES), draw(st.booleans()))
-    stages, c_in = [], stem.channels
-    for _ in range(draw(st.integers(1, max_stages))):
-        s = draw(stage_for(c_in))
-        stages.append(s)
-        c_in = s.channels
-    return Spec(
-        resolution=draw(st.integers(1, 320)),
-        stem=stem,
-        stages=tuple(stages),
-        head=draw(st.one_of(st.none(), st.integers(1, 512))),
-        num_classes=draw(st.one_of(st.just(0), st.integers(1, 1000))),
-        in_channels=draw(st.integers(1, 4)),
-        act=draw(st.sampled_from(ACTIVATIONS)),
-        name=draw(st.text(max_size=24)) if names else draw(st.sampled_from(["", "net", "deepmad-r18"])),
-    )
-
-
-# ---------------------------------------------------------------------------------------------- round trips
 
 def _round_trips(s: Spec, tmp_path) -> None:
     assert S.from_dict(S.to_dict(s)) == s

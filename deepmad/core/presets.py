@@ -30,7 +30,7 @@ PRESETS: dict[str, Problem] = {p.name: p for p in (
     _p("deepmad-89m", _MBCONV, 15.4e9, 89e6, 0.5, head=2560),
 )}
 
-# the authors' released structure each preset is compared with (deepmad.tinynas.RELEASED)
+# the authors' released structure each preset is compared with (deepmad.core.tinynas.RELEASED)
 RELEASED_NAME = {"deepmad-r18": "deepmad-R18", "deepmad-r34": "deepmad-R34", "deepmad-r50": "deepmad-R50",
                  "deepmad-29m": "deepmad-29M-224", "deepmad-29m-288": "deepmad-29M-288",
                  "deepmad-50m": "deepmad-50M", "deepmad-89m": "deepmad-89M"}

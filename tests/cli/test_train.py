@@ -40,7 +40,7 @@ def spec(tmp_path):
 
 
 def test_cli_module_loads_no_torch():
-    code = ("import sys, deepmad.cli as c; c.parser(); import deepmad.cli_train, deepmad.train, "
+    code = ("import sys, deepmad.cli as c; c.parser(); import deepmad.cli.train, deepmad.train, "
             "deepmad.train.config; print(sorted(m for m in ('torch', 'kornia', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

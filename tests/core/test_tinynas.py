@@ -1,14 +1,14 @@
-"""The authors'-score port (deepmad.tinynas): budgets, stage split, quirks, hand examples, round trips."""
+"""The authors'-score port (deepmad.core.tinynas): budgets, stage split, quirks, hand examples, round trips."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from deepmad import blocks, theory
-from deepmad import tinynas as t
-from deepmad.reference import reference
-from deepmad.spec import Spec, Stage, Stem
+from deepmad.core import blocks, theory
+from deepmad.core import tinynas as t
+from deepmad.core.reference import reference
+from deepmad.core.spec import Spec, Stage, Stem
 
 BOTTLENECK = ("deepmad-R18", "deepmad-R34", "deepmad-R50")
 MBCONV = ("deepmad-29M-224", "deepmad-29M-288", "deepmad-50M", "deepmad-89M")

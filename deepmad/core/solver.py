@@ -43,11 +43,11 @@ candidates, ~0.9 s by itself): more starts and the kicks reach higher objectives
 What the benchmark shows (``benchmarks/solve.py``; its full output is in the project's reports): on the
 nine presets, on this project's 2-core machine, median solve times of about 0.25-0.5 s, and objectives above
 both the evolutionary baseline at 500,000 candidates and the previous (evolution-seeded) search on every
-preset (the previous search's objectives are a floor in tests/test_solver.py).
+preset (the previous search's objectives are a floor in tests/core/test_solver.py).
 
-The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deepmad.api.solve`` (what
+The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deepmad.core.exact.solve`` (what
 ``deepmad design`` and ``deepmad.design`` call) runs a lighter search first (``BOUNDED_STARTS`` starts,
-``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/bound.py``, whose primal heuristic
+``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/core/bound.py``, whose primal heuristic
 (``polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
 here, guided by the bounds; it fills in a proven upper bound and the gap to it. On random problems that pair
 is 0.1-0.4% better on average than this search alone (without the few kicks, it was up to 3% worse on some).
@@ -62,7 +62,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .budget import Problem, Space, bounds, columns, evaluate, in_space, to_spec
-from .spec import Spec
+from .evolution import evolve
+from .result import Design, Infeasible
 
 PAIR_STEPS = (1, 2, 4, 8, 16, 32)  # grid steps of the two-variable channel moves
 DEPTH_STEPS = (-2, -1, 1, 2)  # depth steps of the two-variable moves
@@ -70,31 +71,11 @@ SINGLE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # 
 SINGLE_DEPTH_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24)  # one-variable depth moves
 N_STARTS = 12  # frontier-scan starts, each descended
 KICKS = 40  # perturbations of the best row, each descended
-BOUNDED_STARTS, BOUNDED_KICKS = 6, 5  # the search before the branch and bound (deepmad.api.solve)
+BOUNDED_STARTS, BOUNDED_KICKS = 6, 5  # the search before the branch and bound (deepmad.core.exact.solve)
 KICK_ODDS = (0.1, 0.2, 0.7)  # odds of the three kinds of kick (see kick)
 KICK_SIGMA = 0.15  # spread of the log channel factor of a rescaling kick
 KICK_DEPTH = 0.5  # odds that a rescaling kick also moves a depth by one
 FEASIBLE = -1e11  # a merit above this is a feasible row's objective
-
-
-class Infeasible(ValueError):
-    """No point of the space meets the budgets; the message states what the space needs."""
-
-
-@dataclass(frozen=True)
-class Design:
-    """A solver's result: the row, its network and objective, and the proof status."""
-
-    problem: Problem
-    x: tuple[int, ...]  # the row (budget.columns layout)
-    spec: Spec
-    objective: float  # Σ α_j H_j − β exp(Var L)
-    bound: float | None  # proven upper bound on the optimum of the space, None when none was proven
-    gap: float | None  # (bound − objective) / objective; 0 when proven optimal, None when not proven
-    seconds: float  # wall time of the solve
-    solver: str  # lns | evolution
-    evaluated: int  # candidates scored
-    bound_nodes: int = 0  # branch-and-bound nodes behind ``bound`` (deepmad.bound); 0: no proof attempted
 
 
 def _violation(problem: Problem, macs, params, rho):
@@ -571,7 +552,7 @@ def _feasible(problem: Problem, search: _Search, y: np.ndarray) -> tuple[np.ndar
 
 
 def polisher(problem: Problem):
-    """The branch and bound's primal heuristic (deepmad/bound.py): a row rounded from a relaxation's optimum
+    """The branch and bound's primal heuristic (deepmad/core/bound.py): a row rounded from a relaxation's optimum
     -> the local optimum the descent reaches from it (scaled onto the budgets first) and its objective, or
     None when that is not feasible."""
     search = _Search(problem, math.inf)
@@ -611,8 +592,6 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     search = _Search(problem, t0 + (time_limit if time_limit else math.inf))
     first = starts(problem, n_starts, search)
     if seed_candidates:
-        from .evolution import evolve  # evolution returns our Design: import here, not at module level
-
         try:
             e = evolve(problem, candidates=seed_candidates, seed=0)
             first.append((np.array(e.x), e.objective))
@@ -637,7 +616,7 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
             raise Infeasible(f"no design meeting the budgets was found within the time limit of {time_limit:g} s; "
                              f"allow more time")
         raise Infeasible(infeasible_message(problem))
-    # The search's design; deepmad.api.solve adds the proven bound and gap (deepmad/bound.py).
+    # The search's design; deepmad.core.exact.solve adds the proven bound and gap (deepmad/core/bound.py).
     objective = float(final.objective[0])
     bound, gap = None, None
     return Design(problem, tuple(int(v) for v in best), to_spec(problem, best), objective, bound, gap,

@@ -77,7 +77,7 @@ def _flip(text: str) -> float | str:
 
 
 def _count(text: str) -> float:
-    from .budget import parse_count
+    from ..core.budget import parse_count
 
     try:
         return parse_count(text, "budget")
@@ -197,7 +197,7 @@ def add_commands(sub) -> None:
 
 
 def _train_config(args, model: str, out: str):
-    from .train.config import TrainConfig
+    from ..train.config import TrainConfig
 
     return TrainConfig(
         model=model, data=args.data, out=out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -223,12 +223,12 @@ def _default_out(model: str) -> str:
 
 
 def _train(args) -> str:
-    from .train.config import check
+    from ..train.config import check
 
     cfg = _train_config(args, args.model, args.out or _default_out(args.model))
     check(cfg)  # bad flags fail before torch is imported
     require_train()
-    from .train.engine import train
+    from ..train.engine import train
 
     resume = "auto" if args.auto_resume else bool(args.resume)
     r = train(cfg, resume=resume, force=args.force)
@@ -255,7 +255,7 @@ def _eval(args) -> str:
     if not os.path.exists(args.checkpoint):
         raise ValueError(f"{args.checkpoint}: no such checkpoint")
     require_train()
-    from .train.engine import evaluate_checkpoint
+    from ..train.engine import evaluate_checkpoint
 
     ev = evaluate_checkpoint(args.checkpoint, args.data, batch_size=args.batch_size, device=args.device,
                              workers=args.workers, amp=args.amp)
@@ -270,7 +270,7 @@ def _eval(args) -> str:
 def _study(args) -> str:
     import sys
 
-    from .train.study import StudyConfig
+    from ..train.study import StudyConfig
 
     budget_of = args.budget_of if args.budget_of or args.flops is not None else "resnet20-cifar"
     sc = StudyConfig(out=args.out, train=_train_config(args, "study", args.out), models=args.models,
@@ -282,7 +282,7 @@ def _study(args) -> str:
         raise ValueError("--budget-of and --flops/--params: give one budget, not both")
     sc.check()
     require_train()
-    from .train.study import run_study
+    from ..train.study import run_study
 
     log = None if args.progress == "off" else (lambda s: print(s, file=sys.stderr, flush=True))
     res = run_study(sc, log=log)

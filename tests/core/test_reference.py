@@ -1,16 +1,12 @@
-"""deepmad.reference: the reference networks count as torchvision does and reproduce the paper's rho."""
+"""deepmad.core.reference: the reference networks count as torchvision does and reproduce the paper's rho."""
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from deepmad import blocks, theory
-from deepmad.reference import REFERENCE, reference
-
-PAPER_TABLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper-tables.json"
+from deepmad.core import blocks, paper, theory
+from deepmad.core.reference import REFERENCE, reference
 
 # torchvision's model cards: exact parameter counts and GFLOPS (multiply-accumulates)
 TORCHVISION = {
@@ -76,11 +72,8 @@ def test_resnet_layer_counts():
 
 
 def _paper_rows():
-    if not PAPER_TABLES.is_file():
-        pytest.skip(f"paper tables not found at {PAPER_TABLES} (shared/ is expected beside the repository)")
-    tables = json.loads(PAPER_TABLES.read_text())
     rows = {}
-    for row in tables["table1_resnet_family"] + tables["table2_mobile"]:
+    for row in paper.table("table1_resnet_family") + paper.table("table2_mobile"):
         rows.setdefault(row["model"], row)  # first row of each model: the original network
     return rows
 

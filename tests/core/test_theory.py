@@ -1,4 +1,4 @@
-"""deepmad.theory: Eq. 2-5 by hand on tiny networks, the solver notes' reference instance, and properties."""
+"""deepmad.core.theory: Eq. 2-5 by hand on tiny networks, the solver notes' reference instance, and properties."""
 from __future__ import annotations
 
 import math
@@ -8,13 +8,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deepmad import blocks, theory
-from deepmad.spec import Spec, Stage, Stem
+from deepmad.core import blocks, theory
+from deepmad.core.spec import Spec, Stage, Stem
 
-try:  # the strategies live in test_spec.py
-    from tests.test_spec import valid_specs
-except ImportError:  # pragma: no cover - plain `pytest` with tests/ (no __init__.py) on sys.path
-    from test_spec import valid_specs
+from shared import valid_specs
 
 SETTINGS = settings(max_examples=100, deadline=None)
 log = math.log

@@ -10,9 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deepmad import api, blocks, cli, cli_models  # noqa: E402
-from deepmad.reference import reference  # noqa: E402
-from deepmad.spec import Spec, Stage, Stem, save  # noqa: E402
+from deepmad import api, cli  # noqa: E402
+from deepmad.cli import models as cli_models  # noqa: E402
+from deepmad.core import blocks  # noqa: E402
+from deepmad.core.reference import reference  # noqa: E402
+from deepmad.core.spec import Spec, Stage, Stem, save  # noqa: E402
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -103,8 +105,8 @@ def test_without_torch_the_command_says_how_to_install(capsys, monkeypatch):
 
 
 def test_cli_models_imports_no_torch():
-    code = ("import sys, deepmad.cli_models; assert 'torch' not in sys.modules; "
-            "print(sorted(deepmad.cli_models.COMMANDS))")
+    code = ("import sys, deepmad.cli.models; assert 'torch' not in sys.modules; "
+            "print(sorted(deepmad.cli.models.COMMANDS))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent,
                          check=True)
     assert out.stdout.strip() == "['export', 'summary']"

@@ -1,4 +1,4 @@
-"""deepmad.bound: the branch-and-bound upper bound is valid (never below a design it covers) and exact when it
+"""deepmad.core.bound: the branch-and-bound upper bound is valid (never below a design it covers) and exact when it
 runs to completion, checked against brute-force enumeration of small design spaces."""
 import itertools
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deepmad import bound as B
-from deepmad.budget import Budget, Problem, Space, bounds, evaluate, in_space
-from deepmad.presets import preset
+from deepmad.core import bound as B
+from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.core.presets import preset
 from shared import budgeted, small_space
 
 
@@ -126,7 +126,7 @@ def test_every_box_bound_covers_the_designs_in_it(data):
 
 def test_preset_bound_is_above_the_design_and_finite():
     p = preset("deepmad-r18")
-    from deepmad.solver import solve
+    from deepmad.core.solver import solve
     d = solve(p)
     r = B.BranchAndBound(p, d.objective).run(time_limit=math.inf, max_nodes=300)
     assert math.isfinite(r.bound) and r.bound >= d.objective
@@ -158,7 +158,7 @@ def test_design_with_proof_on_random_problems(space, scale, rho0, beta, seed):
     """api.solve (search, branch and bound): a feasible design, a bound no sampled feasible design exceeds,
     the same result twice."""
     from deepmad import api
-    from deepmad.solver import Infeasible
+    from deepmad.core.result import Infeasible
 
     problem = budgeted(space, scale, rho0, beta=beta)
     try:

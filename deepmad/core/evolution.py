@@ -57,7 +57,7 @@ import numpy as np
 
 from . import budget as bud
 from .budget import Problem
-from .solver import Design, Infeasible
+from .result import Design, Infeasible
 
 CHANNEL_FACTORS = (1.5, 1.25, 0.8, 0.6, 0.5)  # TinyNAS space_k1kxk1 search_channel_list
 MBCONV_CHANNEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))  # np.arange(0.5, 2.01, 0.1)

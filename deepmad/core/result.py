@@ -1,0 +1,31 @@
+"""What a solver returns: a ``Design`` (the row, its network, objective and proof), or ``Infeasible``.
+
+Shared by the search (``solver``), the evolutionary baseline (``evolution``) and the branch and bound
+(``bound``), so none of them imports another for its result type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .budget import Problem
+from .spec import Spec
+
+
+class Infeasible(ValueError):
+    """No point of the space meets the budgets; the message states what the space needs."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """A solver's result: the row, its network and objective, and the proof status."""
+
+    problem: Problem
+    x: tuple[int, ...]  # the row (budget.columns layout)
+    spec: Spec
+    objective: float  # Σ α_j H_j − β exp(Var L)
+    bound: float | None  # proven upper bound on the optimum of the space, None when none was proven
+    gap: float | None  # (bound − objective) / objective; 0 when proven optimal, None when not proven
+    seconds: float  # wall time of the solve
+    solver: str  # lns | evolution
+    evaluated: int  # candidates scored
+    bound_nodes: int = 0  # branch-and-bound nodes behind ``bound`` (deepmad.core.bound); 0: no proof attempted
