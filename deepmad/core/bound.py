@@ -48,8 +48,11 @@ and the others are within 0.1% (deepmad-mb: 0.4%).
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -684,6 +687,27 @@ class BranchAndBound:
                      bool(top <= self.inc + tol * abs(self.inc)))
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """File descriptor 1 pointed at the null device for the duration (C-level writes included), then restored;
+    what Python had buffered for stdout is flushed first, so nothing of the caller's is lost or reordered."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1: nothing to protect
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
 class _LP:
     """max c·x s.t. A x <= b, lo <= x <= hi, with HiGHS; rows added later warm-start the dual simplex."""
 
@@ -691,8 +715,9 @@ class _LP:
         import highspy
 
         self.hs = highspy
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        with _quiet_stdout():  # HiGHS prints a banner on file descriptor 1 when it is created (highspy >= 1.7)
+            self.h = highspy.Highs()
+            self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("presolve", "off")
 
     def load(self, c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
