@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from typing import Any, Sequence
 
+from .core import latency as _lat
 from .core.analysis import Analysis, Row, analyze_spec, parse_alpha, parse_beta, usage
 from .core.budget import Budget, Problem, Space, parse_count
 from .core.exact import SOLVERS, _positive, _positive_int, prove, resolve, solve  # noqa: F401 (re-exported)
@@ -59,9 +60,20 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
             rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
             alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
             max_depth: int | None = None, max_channels: int | None = None,
-            kernels: Sequence[int] | None = None) -> Problem:
-    """The design problem of a preset (with overrides) or of a block family and budgets."""
+            kernels: Sequence[int] | None = None, latency: Any = None, latency_model: Any = None) -> Problem:
+    """The design problem of a preset (with overrides) or of a block family and budgets.
+
+    latency: a budget in milliseconds ('30ms', '0.03s', 30) under latency_model (a model file path, from
+    ``deepmad latency calibrate``, or a ``deepmad.core.latency.LatencyModel``)."""
     alpha = parse_alpha(alpha)
+    latency = None if latency is None else _lat.parse_ms(latency, "latency")
+    if latency is not None and latency_model is None:
+        raise ValueError("latency: a latency budget needs a latency model (--latency-model FILE, written by "
+                         "'deepmad latency calibrate')")
+    if latency_model is not None:
+        from .latency.model import as_model
+
+        latency_model = as_model(latency_model, warn=False)  # warned about below, once it fits the problem
     over = {}
     if resolution is not None:
         over["resolution"] = _positive_int(resolution, "resolution")
@@ -84,7 +96,7 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         b = base.budget
         budget = Budget(flops or b.flops, params or b.params, rho or b.rho0,
                         alpha if alpha is not None else b.alpha, b.beta if beta is None else parse_beta(beta),
-                        b.classifier if classifier is None else bool(classifier))
+                        b.classifier if classifier is None else bool(classifier), latency, latency_model)
         name = base.name
     else:
         if block is None:
@@ -95,10 +107,15 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         if missing:
             raise ValueError(f"{missing[0]}: a design from a block family needs flops, params and rho")
         space = Space(**{**LAYOUTS[block], "resolution": 224, **over})
-        budget = Budget(flops, params, rho, alpha, parse_beta(beta), True if classifier is None else bool(classifier))
+        budget = Budget(flops, params, rho, alpha, parse_beta(beta), True if classifier is None else bool(classifier),
+                        latency, latency_model)
         name = f"deepmad-{block}"
     prob = Problem(space, budget, name=name)
     prob.alpha  # raises a ValueError naming alpha when it does not fit the layout's scales
+    if latency_model is not None:
+        from .latency.model import warn_if_foreign
+
+        warn_if_foreign(latency_model)
     return prob
 
 
@@ -107,17 +124,18 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
            alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
            solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None,
-           bound_nodes: int | None = None):
+           bound_nodes: int | None = None, latency: Any = None, latency_model: Any = None):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
     224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs); bound_nodes
-    to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). Returns a
+    to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). latency ('30ms') is a fourth
+    budget under latency_model (a model file or ``LatencyModel``; docs/latency.md). Returns a
     ``deepmad.core.solver.Design``; raises ValueError (``solver.Infeasible`` for budgets no design meets).
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
-                   max_channels=max_channels, kernels=kernels)
+                   max_channels=max_channels, kernels=kernels, latency=latency, latency_model=latency_model)
     return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit,
                  bound_nodes=bound_nodes)
 
@@ -126,6 +144,19 @@ def analyze_design(d) -> Analysis:
     """The analysis of a design, under its own problem's α, β and classifier convention."""
     bu = d.problem.budget
     return analyze_spec(d.spec, d.problem.alpha, bu.beta, bu.classifier)
+
+
+def predict_latency(target: Spec | str | os.PathLike, latency_model: Any, classifier: bool = True):
+    """The latency a model (file or ``LatencyModel``) predicts for a network (a Spec, name or spec file), in
+    total and per row (``deepmad.core.latency.Prediction``, milliseconds)."""
+    from .latency.model import as_model
+
+    model = as_model(latency_model, warn=False)
+    out = _lat.predict(model, resolve(target), classifier)
+    from .latency.model import warn_if_foreign
+
+    warn_if_foreign(model)
+    return out
 
 
 def list_presets() -> list[str]:
@@ -138,5 +169,5 @@ def list_networks() -> list[str]:
     return list(REFERENCE)
 
 
-__all__ = ["design", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage",
+__all__ = ["design", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage", "predict_latency",
            "Analysis", "Row", "LAYOUTS", "SOLVERS", "list_presets", "list_networks"]

@@ -61,14 +61,16 @@ def _map(side) -> str:
 _COLUMNS = ("", "block", "channels", "mid", "kernel", "depth", "stride", "out", "layers", "H prefix", "rho prefix")
 
 
-def table(a: Analysis) -> str:
-    """The per-stage table: stem, stages, head; entropy H and ρ of the prefix ending at each row."""
-    rows = [_COLUMNS]
+def table(a: Analysis, latency=None) -> str:
+    """The per-stage table: stem, stages, head; entropy H and ρ of the prefix ending at each row; with a latency
+    prediction (``deepmad.core.latency.Prediction``), the predicted ms of each row too."""
+    rows = [_COLUMNS + (("ms",) if latency is not None else ())]
     for r in a.rows:
         rows.append((r.name, r.block, str(r.channels), "-" if r.mid is None else str(r.mid), f"{r.kernel}x{r.kernel}",
                      str(r.depth), str(r.stride), _map(r.resolution), str(r.layers),
-                     num(r.entropy, 1), num(r.rho, 3)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+                     num(r.entropy, 1), num(r.rho, 3))
+                    + ((num(latency.rows.get(r.name, 0.0), 2),) if latency is not None else ()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for j, row in enumerate(rows):
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
@@ -99,18 +101,36 @@ def summary(a: Analysis, budget=None) -> list[tuple[str, str]]:
             ("rho", rho), ("FLOPs", flops), ("params", params), ("layers", str(a.layers))]
 
 
-def _lines(title: str, a: Analysis, extra: list[tuple[str, str]]) -> str:
+def _lines(title: str, a: Analysis, extra: list[tuple[str, str]], latency=None) -> str:
     width = max(len(k) for k, _ in extra)
-    out = [title, "", table(a), ""]
+    out = [title, "", table(a, latency), ""]
     out += [f"{k.ljust(width)}  {v}" for k, v in extra]
     return "\n".join(out) + "\n"
 
 
-def analysis_text(a: Analysis) -> str:
-    """Human report of an analyzed network."""
+def latency_summary(pred, model, budget: float | None = None, in_bound: bool = False) -> list[tuple[str, str]]:
+    """(label, value) lines of a latency prediction: total (and share of a budget), where it comes from."""
+    value = f"{num(pred.total)} ms predicted (pool, classifier and fixed cost {num(pred.rows.get('tail', 0.0))} ms)"
+    if budget is not None:
+        value += f"  {100 * pred.total / budget:.1f}% of {budget:g} ms"
+        value += "; the gap's bound includes it" if in_bound else ""
+    return [("latency", value), ("latency model", model.describe())]
+
+
+def latency_json(pred, model, budget: float | None = None) -> dict[str, Any]:
+    """The ``latency`` object of the JSON reports."""
+    fits = model.meta.get("fits", {})
+    return {"predicted_ms": pred.total, "rows_ms": dict(pred.rows), "budget_ms": budget, "model": model.source,
+            "environment": model.meta.get("environment"),
+            "fit": {f"{f.block}:{f.act}": fits.get(f"{f.block}:{f.act}") for f in model.families}}
+
+
+def analysis_text(a: Analysis, latency=None) -> str:
+    """Human report of an analyzed network; latency: (Prediction, LatencyModel) to add its predicted latency."""
     spec = a.spec
     title = f"{a.name or 'network'}: {spec.resolution}x{spec.resolution} input, {len(spec.stages)} stages"
-    return _lines(title, a, summary(a))
+    extra = summary(a) + (latency_summary(*latency) if latency is not None else [])
+    return _lines(title, a, extra, latency[0] if latency is not None else None)
 
 
 def gap_text(gap: float | None) -> str:
@@ -122,7 +142,7 @@ def gap_text(gap: float | None) -> str:
     return f"{100 * gap:.3g}%"
 
 
-def design_text(d, a: Analysis) -> str:
+def design_text(d, a: Analysis, latency=None) -> str:
     """Human report of a design: the table, the summary with budget usage, solve time and gap."""
     sp, bu = d.problem.space, d.problem.budget
     title = (f"{d.problem.name or 'design'}: {sp.block} blocks, {sp.resolution}x{sp.resolution} input, "
@@ -132,25 +152,38 @@ def design_text(d, a: Analysis) -> str:
         ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch and bound over "
             f"{getattr(d, 'bound_nodes', 0):,} nodes")),
     ]
-    return _lines(title, a, extra)
+    if latency is not None:  # (Prediction, LatencyModel): the design's predicted latency against its budget
+        extra += latency_summary(latency[0], latency[1], bu.latency, in_bound=d.bound is not None)
+    return _lines(title, a, extra, latency[0] if latency is not None else None)
 
 
-def analysis_json(a: Analysis) -> dict[str, Any]:
-    """The JSON object of ``deepmad analyze``."""
-    return {**a.to_dict(), "spec": to_dict(a.spec)}
+def analysis_json(a: Analysis, latency=None) -> dict[str, Any]:
+    """The JSON object of ``deepmad analyze`` (with ``latency`` when a latency model was given)."""
+    out = {**a.to_dict(), "spec": to_dict(a.spec)}
+    if latency is not None:
+        out["latency"] = latency_json(*latency)
+    return out
 
 
 def budget_json(bu) -> dict[str, Any]:
     return {"flops": bu.flops, "params": bu.params, "rho0": bu.rho0,
-            "alpha": None if bu.alpha is None else list(bu.alpha), "beta": bu.beta, "classifier": bu.classifier}
+            "alpha": None if bu.alpha is None else list(bu.alpha), "beta": bu.beta, "classifier": bu.classifier,
+            "latency_ms": getattr(bu, "latency", None)}
 
 
-def design_json(d, a: Analysis) -> dict[str, Any]:
-    """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved."""
-    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound,
-            "bound_nodes": getattr(d, "bound_nodes", 0), "seconds": d.seconds,
-            "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
-            "usage": usage(a, d.problem.budget)}
+def design_json(d, a: Analysis, latency=None) -> dict[str, Any]:
+    """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved (and with a latency
+    model, ``latency`` and its share of the latency budget in ``usage``)."""
+    out = {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound,
+           "bound_nodes": getattr(d, "bound_nodes", 0), "seconds": d.seconds,
+           "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
+           "usage": usage(a, d.problem.budget)}
+    if latency is not None:
+        bu = d.problem.budget
+        out["latency"] = {**latency_json(latency[0], latency[1], bu.latency), "in_bound": d.bound is not None}
+        if bu.latency is not None:
+            out["usage"]["latency"] = latency[0].total / bu.latency
+    return out
 
 
 def presets_text(problems) -> str:

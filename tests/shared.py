@@ -5,13 +5,14 @@ A plain module, not a test file: pytest puts tests/ on the path (``pythonpath`` 
 ``--import-mode=importlib`` test files cannot import each other."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 from hypothesis import strategies as st
 
 from deepmad.core import blocks, theory, tinynas
-from deepmad.core.budget import Budget, Problem, Space, evaluate
+from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
 from deepmad.core.presets import PRESETS, RELEASED_NAME
 from deepmad.core.spec import ACTIVATIONS, BLOCKS, Spec, Stage, Stem
 from deepmad.core.theory import BETA
@@ -128,3 +129,83 @@ def valid_specs(draw, max_stages: int = 4, names: bool = False) -> Spec:
 
 
 # ---------------------------------------------------------------------------------------------- round trips
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+def synthetic_latency_model(spaces, seed: int = 0, zeros: float = 0.3, scale: float = 1.0, extra=()):
+    """A latency model covering every layer kind the spaces use (and the `extra` kinds), with random non-negative
+    coefficients (a share `zeros` of them 0, as NNLS leaves many): the solvers' and the bound's latency budget
+    needs no measurement."""
+    from deepmad.core import latency as lat
+
+    rng = np.random.default_rng(seed)
+    kinds: dict[tuple[str, str], set] = {}
+    for sp in spaces:
+        got = kinds.setdefault((sp.block, sp.act), set(extra))
+        for i in range(sp.n):
+            for classifier in (True, False):
+                st = lat.stage_terms(sp, i, classifier)
+                for ts in st.first + st.rest + [st.pre, st.post]:
+                    got |= {t.kind for t in ts}
+    fams = []
+    for (block, act), ks in sorted(kinds.items()):
+        coef = []
+        for k in sorted(ks):
+            m = len(lat.FEATURES[lat.kind_group(k)])
+            coef.append((k, tuple(float(v) for v in scale * rng.uniform(0, 1, m) * (rng.random(m) >= zeros))))
+        fams.append(lat.Family(block, act, tuple(coef)))
+    return lat.LatencyModel(tuple(fams), {"environment": {"device": "cpu", "device_name": "synthetic"}},
+                            source="synthetic")
+
+
+# ---------------------------------------------------------------------------------------------- brute force
+
+def all_rows(problem: Problem) -> np.ndarray:
+    """Every row of a small space (brute force)."""
+    sp = problem.space
+    n = sp.n
+    chans = range(sp.step, sp.max_channels + 1, sp.step)
+    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
+    hi_mid = int(bounds(problem)[1][n + 1])
+    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
+    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
+    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
+    return X[in_space(problem, X)]
+
+
+def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
+    X = all_rows(problem) if X is None else X
+    s = evaluate(problem, X)
+    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
+
+
+def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
+    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
+                max_channels=40, num_classes=10)
+    if block == "mbconv":
+        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
+    elif block == "bottleneck":
+        base.update(ratio=(0.0, 1.0))
+    base.update(kw)
+    return Problem(Space(block, **base), Budget(flops, params, rho0))
+
+
+TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
+        tiny("bottleneck", 1.0e6, 20e3, 0.3, strides=(1, 2))]
+
+
+def random_rows(problem: Problem, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Random rows of the space: grid channels (sorted), mids drawn in their ratio range, kernels, depths;
+    the ones outside the space are dropped."""
+    sp, n, step = problem.space, problem.space.n, problem.space.step
+    lo, hi = bounds(problem)
+    X = np.zeros((count, 4 * n + 1), dtype=np.int64)
+    X[:, 0] = rng.integers(lo[0] // step, hi[0] // step + 1, count) * step
+    X[:, 1:n + 1] = np.sort(rng.integers(1, sp.max_channels // step + 1, (count, n)), axis=1) * step
+    if sp.has_mid:
+        c = X[:, 1:n + 1]
+        X[:, n + 1:2 * n + 1] = np.maximum(1, np.round(c * rng.uniform(*sp.ratio, c.shape) / step)) * step
+    X[:, 2 * n + 1:3 * n + 1] = rng.choice(sp.kernels, (count, n))
+    X[:, 3 * n + 1:] = rng.integers(1, hi[3 * n + 1:] + 1, (count, n))
+    return X[in_space(problem, X)]

@@ -6,7 +6,8 @@ import os
 
 EPILOG_DESIGN = """examples:
   deepmad design --preset deepmad-r50
-  deepmad design --block bottleneck --flops 1.8G --params 11.7M --rho 0.3 -o my-net.yaml"""
+  deepmad design --block bottleneck --flops 1.8G --params 11.7M --rho 0.3 -o my-net.yaml
+  deepmad design --preset deepmad-r18 --latency 30ms --latency-model cpu.latency.json"""
 
 
 def _alpha(text: str) -> tuple[float, ...]:
@@ -47,6 +48,11 @@ def add_commands(sub) -> None:
                    help="node budget of the branch and bound that proves the optimality gap and improves the lns "
                         "design (default 120, about half a second; more nodes, a tighter gap; 0 skips it: the full "
                         "search alone, gap 'not proven')")
+    d.add_argument("--latency", metavar="T", help="latency budget, e.g. 30ms, 0.03s or 30 (milliseconds), under "
+                   "--latency-model")
+    d.add_argument("--latency-model", metavar="FILE",
+                   help="a latency model of the target device (deepmad latency calibrate); with it the report shows "
+                        "the design's predicted latency")
     _scoring(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
     d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
@@ -55,7 +61,8 @@ def add_commands(sub) -> None:
     a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n"
                        "  deepmad analyze resnet50\n  deepmad analyze my-net.yaml --json\n"
-                       "  deepmad analyze --torch mypkg.models:build_net --resolution 224")
+                       "  deepmad analyze --torch mypkg.models:build_net --resolution 224\n"
+                       "  deepmad analyze my-net.yaml --latency-model cpu.latency.json")
     a.add_argument("target", nargs="?", help="reference network (resnet50, ...), preset name, or spec file path")
     a.add_argument("--torch", metavar="MODULE:CALLABLE",
                    help="analyze a PyTorch model instead: MODULE:CALLABLE (or file.py:CALLABLE) returning an "
@@ -63,6 +70,8 @@ def add_commands(sub) -> None:
     a.add_argument("--resolution", metavar="N",
                    help="with --torch: input side in pixels, or HxW (default 224)")
     a.add_argument("--in-chans", type=int, metavar="N", help="with --torch: input channels (default 3)")
+    a.add_argument("--latency-model", metavar="FILE",
+                   help="also show the latency this model (deepmad latency calibrate) predicts, per stage and in total")
     _scoring(a)
     a.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
@@ -97,13 +106,19 @@ def _design(args) -> str:
         _check_output(args.output, args.force)
     if args.preset is None and args.block is None:
         raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
+    if args.latency is not None and args.latency_model is None:
+        raise ValueError("--latency: needs --latency-model FILE (a model of the target device, written by "
+                         "'deepmad latency calibrate')")
     d = api.design(args.preset, block=args.block, flops=args.flops, params=args.params, rho=args.rho,
                    resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
                    classifier=False if args.no_classifier else None, max_depth=args.max_depth,
                    max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
-                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes)
+                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes,
+                   latency=args.latency, latency_model=args.latency_model)
     an = api.analyze_design(d)
-    out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
+    latency = _latency_of(d.spec, d.problem.budget.latency_model, d.problem.budget.classifier)
+    out = (report.dumps(report.design_json(d, an, latency)) if args.json
+           else report.design_text(d, an, latency))
     if args.output:
         _check_output(args.output, args.force)  # again: the file may have appeared during the solve
         try:
@@ -125,10 +140,23 @@ def _analyze(args) -> str:
             if value is not None:
                 raise ValueError(f"{flag}: applies to --torch models only (a spec sets its own resolution and "
                                  f"input channels)")
+        model = None
+        if args.latency_model is not None:
+            from ..latency.model import load
+
+            model = load(args.latency_model, warn=False)
         an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
-        return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
+        latency = _latency_of(an.spec, model, not args.no_classifier)
+        if model is not None:
+            from ..latency.model import warn_if_foreign
+
+            warn_if_foreign(model)
+        return (report.dumps(report.analysis_json(an, latency)) if args.json
+                else report.analysis_text(an, latency))
 
     # --torch MODULE:CALLABLE: trace the module (deepmad.models.trace); torch is imported here only
+    if args.latency_model is not None:
+        raise ValueError("--latency-model: applies to networks, presets and spec files (not --torch modules)")
     if args.target is not None:
         raise ValueError(f"analyze: give either a network ({args.target!r}) or --torch, not both")
     size: int | tuple[int, int] = 224
@@ -151,6 +179,15 @@ def _analyze(args) -> str:
     an = trace(model, size, 3 if args.in_chans is None else args.in_chans, alpha=args.alpha, beta=args.beta,
                classifier=not args.no_classifier, name=args.torch)
     return report.dumps(to_json(an)) if args.json else text(an)
+
+
+def _latency_of(spec, model, classifier: bool):
+    """(Prediction, model) for the reports, or None without a latency model."""
+    if model is None:
+        return None
+    from ..core.latency import predict
+
+    return predict(model, spec, classifier), model
 
 
 def _presets(args) -> str:

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import latency as lat
 from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
@@ -67,6 +68,7 @@ PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # varianc
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
 NODE_ITERS = 3  # rounds of cuts at every other box
 POLISH_EVERY = 8  # at most one primal heuristic per this many boxes
+IDENT = 10_000  # ``when`` of a term present only where c_{i-1} = c_i (IDENT + i: an mbconv stage's residual add)
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ class Relaxation:
         self.iV = self.it + 1
         self.iS = self.iV + 1  # s_k >= (U_k·L')², Var(L') = Σ_k (U_k·L')² / n
         self.parts = n + 1
+        self.nb = 2 + (self.b.latency is not None)  # budgets: MACs, params, and latency when there is one
         self.ic = self.iS + n - 1  # epigraph of the cost of each part (stem, stage i) of each budget
-        self.nv = self.ic + 2 * self.parts
+        self.nv = self.ic + self.nb * self.parts
         # U: an orthonormal basis of the depth vectors with zero mean (Helmert's), so the variance is separable
         self.U = np.array([[1.0] * k + [-k] + [0.0] * (n - k - 1) for k in range(1, n)]).reshape(-1, n)
         if n > 1:
@@ -217,27 +220,95 @@ class Relaxation:
                     mono(nc)
         return out
 
+    def _latency_monomials(self) -> list[tuple]:
+        """The latency model's terms (``deepmad.core.latency``) as monomials, in ``_monomials``' format plus, per
+        kernel choice, a coefficient, the stage whose kernel picks it (-1: none) and a power p of the kernel.
+        A term's fitted value a_j at kernel k_j (a θ of that kernel times k_j² or 1) is written a_j =
+        A_j·k_j^p, p through the smallest and the largest kernel (0 if either value is 0 or the largest kernel's
+        is the smaller), so the relaxation
+        sees the cost grow (or fall) with κ = log k; a box takes A = min of the A_j of the kernels it allows,
+        so A·k^p <= a_j at every kernel in it (equal once it allows one kernel, or the two ends of two).
+        The terms of an mbconv stage's residual add (present only where c_{i-1} = c_i) count where the box
+        fixes both to one equal value; elsewhere they are left out, which only lowers the relaxation's cost."""
+        sp, n = self.sp, self.n
+        fam = lat.family_for(self.b.latency_model, sp, self.b.classifier)
+        exact = abs(sp.se * sp.step - round(sp.se * sp.step)) < 1e-9
+        kap = np.log(np.array(sp.kernels, dtype=float))
+        out = []
+
+        def add(theta: np.ndarray, t, part: int, stage: int, first: bool, kstage: int) -> None:
+            i = stage + 1  # 1-based stage
+            src = self.xc(i - 1) if first else self.xc(i)
+            names = {lat.I: src, lat.C: self.xc(i), lat.M: self.xm(i)}
+            vs = [names[v] for v, e in enumerate(t.exps) for _ in range(e)]
+            theta = np.asarray(theta, dtype=float)
+            if t.sq:  # squeeze = se·c_in exactly when se·step is an integer; else >= 1
+                theta = theta * sp.se if exact else theta
+                vs += [src] if exact else []
+            when = {lat.ALWAYS: -1, lat.EXPAND: -1, lat.PROJ: i, lat.IDENT: IDENT + i}[t.when]
+            p = 0.0  # >= 0: every cost then grows with every variable, and a box's low corner is its cheapest point
+            if kstage >= 0 and len(kap) > 1 and theta[0] > 0 and theta[-1] > theta[0]:
+                p = math.log(theta[-1] / theta[0]) / (kap[-1] - kap[0])
+            theta = theta * np.exp(-p * kap)
+            out.append((float(theta.min()), tuple(vs), -1 if first else stage, part, when, theta, kstage, p))
+
+        for s in range(n):
+            first, ufirst, rest, urest, pre, upre, post, upost = lat._tables(fam, sp, s, self.b.classifier)
+            for j, t in enumerate(upre):
+                add(np.full(len(sp.kernels), pre[j]), t, 0, s, True, -1)
+            for j, t in enumerate(ufirst):
+                add(first[:, j], t, s + 1, s, True, s)
+            for j, t in enumerate(urest):
+                add(rest[:, j], t, s + 1, s, False, s)
+            for j, t in enumerate(upost):
+                add(np.full(len(sp.kernels), post[j]), t, n, s, True, -1)
+        return out
+
     def _terms(self) -> None:
-        """Both budgets' monomials as arrays, each scaled by its budget: term t is coef_t·exp(E_t·v) when met
+        """Every budget's monomials as arrays, each scaled by its budget: term t is coef_t·exp(E_t·v) when met
         once and coef_t·L'·exp(E_t·X/L') (the perspective of exp, convex) for repeated blocks, E_t then over
-        the stage's X columns (Ex_t: the same exponent over its x columns)."""
-        coef, E, Ex, Lsel, group, when = [], [], [], [], [], []
-        for g, (macs, limit) in enumerate(((True, self.b.flops), (False, self.b.params))):
-            for c, vs, rest, part, w in self._monomials(macs):
+        the stage's X columns (Ex_t: the same exponent over its x columns). The latency's coefficients depend
+        on a stage's kernel (kcoef, kstage): ``box_coef`` picks them for a box."""
+        coef, E, Ex, Lsel, group, when, kcoef, kstage = [], [], [], [], [], [], [], []
+        K = len(self.sp.kernels)
+        budgets = [(self._monomials(True), self.b.flops), (self._monomials(False), self.b.params)]
+        if self.b.latency is not None:
+            budgets.append((self._latency_monomials(), self.b.latency))
+        for g, (monomials, limit) in enumerate(budgets):
+            for c, vs, rest, part, w, *per_kernel in monomials:
                 when.append(w)
                 e, ex, ls = np.zeros(self.nv), np.zeros(self.nv), np.zeros(self.nv)
-                for v in vs:
-                    ex[v] += 1
-                    e[v if rest < 0 else self.X[(rest + 1, v)]] += 1
+                powers = [(v, 1.0) for v in vs]
+                if per_kernel and per_kernel[2]:  # k^p of the stage's kernel: exp(p·κ)
+                    powers.append((self.ik + per_kernel[1], per_kernel[2]))
+                for v, pw in powers:
+                    ex[v] += pw
+                    e[v if rest < 0 else self.X[(rest + 1, v)]] += pw
                 if rest >= 0:
                     ls[self.iL + rest] = 1
                 coef.append(c / limit); E.append(e); Ex.append(ex); Lsel.append(ls); group.append(g * self.parts + part)
+                kcoef.append(per_kernel[0] / limit if per_kernel else np.full(K, c / limit))
+                kstage.append(per_kernel[1] if per_kernel else -1)
         self.coef, self.E, self.Ex, self.Lsel = np.array(coef), np.array(E), np.array(Ex), np.array(Lsel)
         self.coef_all, self.when = self.coef, np.array(when)  # self.coef: the terms present in the box
+        self.kcoef, self.kstage = np.array(kcoef), np.array(kstage)
         self.rep = self.Lsel.any(1)
         self.EEL = np.hstack([self.E.T, self.Ex.T, self.Lsel.T])
-        self.in_part = np.eye(2 * self.parts)[group]  # term -> (budget, part)
-        self.onehot = self.in_part.reshape(-1, 2, self.parts).sum(2)  # term -> budget
+        self.in_part = np.eye(self.nb * self.parts)[group]  # term -> (budget, part)
+        self.onehot = self.in_part.reshape(-1, self.nb, self.parts).sum(2)  # term -> budget
+
+    def box_coef(self, node: Node) -> np.ndarray:
+        """Every term's coefficient in a box: the smallest over the kernels the box allows its stage (only the
+        latency's depend on the kernel), 0 for a term the box does not guarantee (module docstring)."""
+        coef = self.coef_all.copy()
+        for i, (a, b) in enumerate(node.k):
+            sel = self.kstage == i
+            if sel.any():
+                coef[sel] = self.kcoef[sel, a:b + 1].min(1)
+        n = self.n
+        present = [-1] + [i for i in range(1, n + 1) if node.z[i - 1][1] < node.z[i][0]]
+        present += [IDENT + i for i in range(1, n + 1) if node.z[i - 1][0] == node.z[i - 1][1] == node.z[i][0] == node.z[i][1]]
+        return coef * np.isin(self.when, present)  # a projection only where c_{i-1} < c_i
 
     def _at(self, V: np.ndarray):
         """Exponents z and values of every term at the rows of V; a repeated term with L' ~ 0 is worth 0 and
@@ -251,7 +322,7 @@ class Relaxation:
         return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
 
     def costs(self, V: np.ndarray) -> np.ndarray:
-        """MACs / FLOPs budget and params / params budget at the rows of V (shape (rows, 2))."""
+        """Each budget's cost over its limit (MACs, params, latency when budgeted) at the rows of V (rows, budgets)."""
         return self._at(V)[1] @ self.onehot
 
     def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
@@ -262,7 +333,7 @@ class Relaxation:
         repeated term."""
         ts = _GRID
         G = self.costs(anchor + ts[:, None] * (v - anchor))  # G[-1]: at v
-        over = [g for g in (0, 1) if G[-1, g] > 1 + eps]
+        over = [g for g in range(self.nb) if G[-1, g] > 1 + eps]
         if not over:
             return []
         W = []
@@ -343,7 +414,7 @@ class Relaxation:
         for j in np.flatnonzero(self.a_col < 0):  # h_j <= log(r_j² head)·S_j
             a = math.log(sp.head) + self.r2[j]
             A.append(-a * self.S[j]); A[-1][self.ih + j] += 1; rhs.append(a * self.s0[j])
-        for g in range(2):  # the parts' costs fit the budget
+        for g in range(self.nb):  # the parts' costs fit the budget
             row({self.ic + g * self.parts + p: 1 for p in range(self.parts)}, 1.0)
         if n > 1:  # V >= Σ s_k / n
             row({self.iV: -1, **{self.iS + k: 1 / n for k in range(n - 1)}}, 0.0)
@@ -428,8 +499,7 @@ class Relaxation:
         or once the bound is at most ``floor`` (the box is then dropped anyway)."""
         cA, cb = (list(cuts[0]), list(cuts[1])) if cuts else ([], [])
         lo, hi = self.box(node, step)
-        present = [-1] + [i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0]]
-        self.coef = self.coef_all * np.isin(self.when, present)  # a projection only where c_{i-1} < c_i
+        self.coef = self.box_coef(node)
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
@@ -583,7 +653,7 @@ class BranchAndBound:
                     cands.append((total[j] * max(dist, 0.0), "z", j, g))
             # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
             # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
-            stages = sorted({int(w) for w in R.when[R.when > 0]})
+            stages = sorted({int(w) for w in R.when[(R.when > 0) & (R.when < IDENT)]})
             z = R._at(v[None])[0] if stages else None
             for i in stages:
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import blocks
+from . import blocks, latency as lat
 from .spec import Spec, Stage, Stem, out_resolution
 from .theory import BETA, default_alpha
 
@@ -45,13 +45,20 @@ class Budget:
     rho0: float  # effectiveness bound: ρ of every scale prefix <= rho0
     alpha: tuple[float, ...] | None = None  # multi-scale weights; None = (1, ..., 1, 8)
     beta: float = BETA  # depth-penalty weight
-    classifier: bool = True  # count the classifier in params and FLOPs
+    classifier: bool = True  # count the classifier in params and FLOPs (and in the latency)
+    latency: float | None = None  # milliseconds under latency_model; None: no latency budget
+    latency_model: lat.LatencyModel | None = None  # predicts the latency (deepmad.core.latency)
 
     def __post_init__(self) -> None:
-        for name in ("flops", "params", "rho0"):
+        for name in ("flops", "params", "rho0") + (("latency",) if self.latency is not None else ()):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
+        if self.latency is not None and self.latency_model is None:
+            raise ValueError("latency: a latency budget needs a latency model (deepmad latency calibrate)")
+        if self.latency_model is not None and not isinstance(self.latency_model, lat.LatencyModel):
+            raise ValueError(f"latency_model: expected a deepmad.core.latency.LatencyModel, got "
+                             f"{type(self.latency_model).__name__}")
         if not isinstance(self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta < 0:
             raise ValueError(f"beta: expected a number >= 0, got {self.beta!r}")
         if self.alpha is not None:
@@ -133,6 +140,10 @@ class Problem:
     name: str = ""
     note: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        if self.budget.latency_model is not None:  # a model that does not cover the space fails here, named
+            lat.family_for(self.budget.latency_model, self.space, self.budget.classifier)
+
     @property
     def alpha(self) -> tuple[float, ...]:
         m = len(self.space.scale_ends())
@@ -153,6 +164,7 @@ class Scores(NamedTuple):
     params: np.ndarray
     rho: np.ndarray  # largest ρ over the scale prefixes
     feasible: np.ndarray  # all constraints hold
+    latency: np.ndarray | None = None  # predicted ms (deepmad.core.latency), None without a latency model
 
 
 def columns(n: int) -> dict[str, slice]:
@@ -211,7 +223,12 @@ def evaluate(problem: Problem, X: np.ndarray) -> Scores:
     penalty = bu.beta * np.exp(var)
     ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1)
     feasible = (macs <= bu.flops) & (params <= bu.params) & (rho <= bu.rho0) & ordered
-    return Scores(entropy, penalty, entropy - penalty, macs, params, rho, feasible)
+    latency = None
+    if bu.latency_model is not None:
+        latency = lat.rows(lat.family_for(bu.latency_model, sp, bu.classifier), sp, bu.classifier, X)
+        if bu.latency is not None:
+            feasible &= latency <= bu.latency
+    return Scores(entropy, penalty, entropy - penalty, macs, params, rho, feasible, latency)
 
 
 def to_spec(problem: Problem, x, name: str = "") -> Spec:
@@ -251,6 +268,29 @@ def bounds(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     if not sp.has_mid:
         lo[n + 1: 2 * n + 1] = hi[n + 1: 2 * n + 1] = 0
     return lo, hi
+
+
+def fastest(problem: Problem) -> np.ndarray:
+    """The fastest row of the space under the problem's latency model: the cheapest row (every channel and
+    depth at its lower bound, which every latency term grows with) with each stage's fastest kernel there
+    (stages add up, so each is chosen alone). For mbconv spaces a stride-1 stage's residual add, present only
+    when its channels equal its input's, is counted as it is; it is worth far less than the step of 8 channels
+    that would remove it."""
+    sp = problem.space
+    n = sp.n
+    lo, _ = bounds(problem)
+    x = lo.copy()
+    x[: n + 1] = np.maximum.accumulate(x[: n + 1])
+    if sp.has_mid:
+        c = x[n + 1: 2 * n + 1]
+        x[n + 1: 2 * n + 1] = np.maximum(c, np.ceil(sp.ratio[0] * x[1: n + 1] / sp.step - 1e-9) * sp.step)
+    if problem.budget.latency_model is None or len(sp.kernels) == 1:
+        return x
+    for i in range(n):
+        X = np.repeat(x[None], len(sp.kernels), 0)
+        X[:, 2 * n + 1 + i] = sp.kernels
+        x = X[int(np.argmin(evaluate(problem, X).latency))]
+    return x
 
 
 def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:

@@ -149,6 +149,12 @@ def _seed(problem: Problem, s: _Space) -> np.ndarray:
     if params > bu.params:
         too_small.append(f"params budget {_fmt(bu.params)} is below {_fmt(params)}, the fewest params of any "
                          f"network of the space")
+    if bu.latency is not None:
+        fast = bud.fastest(problem)
+        t = float(bud.evaluate(problem, fast[None]).latency[0])
+        if t > bu.latency:
+            too_small.append(f"latency budget {bu.latency:.4g} ms is below {t:.4g} ms, the predicted latency of the "
+                             f"fastest network of the space (stem {fast[0]}, every stage {fast[1]} channels, depth 1)")
     if too_small:
         raise Infeasible(f"{problem.name or 'problem'}: no network meets the budgets: "
                          + "; ".join(too_small) + f"; {what}")

@@ -61,7 +61,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .budget import Problem, Space, bounds, columns, evaluate, in_space, to_spec
+from . import latency as lat
+from .budget import Problem, Space, bounds, columns, evaluate, fastest, in_space, to_spec
 from .evolution import evolve
 from .result import Design, Infeasible
 
@@ -78,10 +79,13 @@ KICK_DEPTH = 0.5  # odds that a rescaling kick also moves a depth by one
 FEASIBLE = -1e11  # a merit above this is a feasible row's objective
 
 
-def _violation(problem: Problem, macs, params, rho):
+def _violation(problem: Problem, macs, params, rho, latency=None):
     b = problem.budget
-    return (np.maximum(macs / b.flops - 1, 0) + np.maximum(params / b.params - 1, 0)
-            + np.maximum(rho / b.rho0 - 1, 0))
+    v = (np.maximum(macs / b.flops - 1, 0) + np.maximum(params / b.params - 1, 0)
+         + np.maximum(rho / b.rho0 - 1, 0))
+    if b.latency is not None and latency is not None:
+        v = v + np.maximum(latency / b.latency - 1, 0)
+    return v
 
 
 def merit(problem: Problem, X: np.ndarray) -> np.ndarray:
@@ -89,7 +93,7 @@ def merit(problem: Problem, X: np.ndarray) -> np.ndarray:
     −inf outside the space."""
     X = np.atleast_2d(X)
     s = evaluate(problem, X)
-    m = np.where(s.feasible, s.objective, -1e12 * (1 + _violation(problem, s.macs, s.params, s.rho)))
+    m = np.where(s.feasible, s.objective, -1e12 * (1 + _violation(problem, s.macs, s.params, s.rho, s.latency)))
     return np.where(in_space(problem, X), m, -np.inf)
 
 
@@ -266,6 +270,8 @@ class _Neighbourhood:
         self.stem_logw = math.log(3 * sp.stem_kernel**2)
         self.scales = list(zip(problem.alpha, sp.scale_ends()))
         self.classes = sp.num_classes if problem.budget.classifier else 0
+        self.timed = problem.budget.latency is not None  # a latency budget: a latency column in the tables
+        self.fam = lat.family_for(problem.budget.latency_model, sp, problem.budget.classifier) if self.timed else None
         self.head_ent = (np.log(self.sides[-1] ** 2 * np.full(1, float(sp.head)))[0]
                          if sp.head is not None else None)
         self._cache: list[dict] = [{} for _ in range(self.n)]
@@ -298,6 +304,8 @@ class _Neighbourhood:
         tab = dict(macs=np.where(ok, macs, np.inf),  # a row outside the space never fits: merit −inf
                    params=params, layers=layers, A=A, B=B,
                    logc=np.log(c), ent=np.log(self.sides[i + 1] ** 2 * c))
+        if self.timed:  # predicted ms, as budget.evaluate forms it (the same stage sums, the same floats)
+            tab["lat"] = lat.stage_rows(self.fam, self.sp, i, self.bu.classifier, cin, c, m, Z[:, 3], Z[:, 4])
         if i == 0:
             tab["ent_stem"] = np.log(self.sides[0] ** 2 * cin)
         if len(cache) >= self.CACHE:
@@ -317,8 +325,15 @@ class _Neighbourhood:
         for i in range(1, n):
             macs = macs + tabs[i]["macs"][g[i]]
             params = params + tabs[i]["params"][g[i]]
+        fits = (macs <= bu.flops) & (params <= bu.params)
+        latency = None
+        if self.timed:
+            latency = tabs[0]["lat"][g[0]]
+            for i in range(1, n):
+                latency = latency + tabs[i]["lat"][g[i]]
+            fits &= latency <= bu.latency
         if above is not None:
-            rows = np.flatnonzero((macs <= bu.flops) & (params <= bu.params))
+            rows = np.flatnonzero(fits)
             g = [gi[rows] for gi in g]
         else:
             rows = np.arange(self.N)
@@ -360,8 +375,8 @@ class _Neighbourhood:
             out = np.full(self.N, -np.inf)
             out[rows] = np.where(rho <= bu.rho0, objective, -np.inf)
             return out
-        feasible = (macs <= bu.flops) & (params <= bu.params) & (rho <= bu.rho0)
-        return np.where(feasible, objective, -1e12 * (1 + _violation(self.problem, macs, params, rho)))
+        feasible = fits & (rho <= bu.rho0)
+        return np.where(feasible, objective, -1e12 * (1 + _violation(self.problem, macs, params, rho, latency)))
 
     def row(self, x: np.ndarray, r: int) -> np.ndarray:
         """Neighbour r of x."""
@@ -565,8 +580,26 @@ def polisher(problem: Problem):
     return polish
 
 
+def latency_message(problem: Problem) -> str | None:
+    """Why the latency budget cannot be met, naming the fastest network of the space; None when it can be."""
+    b = problem.budget
+    if b.latency is None:
+        return None
+    x = fastest(problem)
+    t = float(evaluate(problem, x[None]).latency[0])
+    if t <= b.latency:
+        return None
+    sp, n = problem.space, problem.space.n
+    col = columns(n)
+    mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
+    return (f"infeasible budgets: latency budget {b.latency:.4g} ms is below the {t:.4g} ms predicted for the "
+            f"fastest network of this space (stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, "
+            f"kernels {', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere) by "
+            f"{b.latency_model.source or 'the latency model'}")
+
+
 def infeasible_message(problem: Problem) -> str:
-    """Why nothing fits: the budgets the cheapest network of the space needs."""
+    """Why nothing fits: the budgets the cheapest network of the space needs (and the fastest, for latency)."""
     s = evaluate(problem, smallest(problem)[None])
     b = problem.budget
     parts = []
@@ -576,6 +609,9 @@ def infeasible_message(problem: Problem) -> str:
         parts.append(f"params budget {b.params:.4g} is below the {s.params[0]:.4g} params of the smallest network")
     if parts:
         return "infeasible budgets: " + "; ".join(parts) + " this space allows"
+    slow = latency_message(problem)
+    if slow:
+        return slow
     return (f"no design of this space meets rho <= {b.rho0:g} within the budgets (the smallest network has "
             f"rho {s.rho[0]:.3g}); raise rho0 or the budgets")
 
@@ -587,7 +623,7 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     seed_candidates > 0 adds the best row of ``evolution.evolve(problem, seed_candidates, seed=0)`` as a start."""
     t0 = time.perf_counter()
     s = evaluate(problem, smallest(problem)[None])
-    if s.macs[0] > problem.budget.flops or s.params[0] > problem.budget.params:
+    if s.macs[0] > problem.budget.flops or s.params[0] > problem.budget.params or latency_message(problem):
         raise Infeasible(infeasible_message(problem))
     search = _Search(problem, t0 + (time_limit if time_limit else math.inf))
     first = starts(problem, n_starts, search)

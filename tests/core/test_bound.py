@@ -1,6 +1,5 @@
 """deepmad.core.bound: the branch-and-bound upper bound is valid (never below a design it covers) and exact when it
 runs to completion, checked against brute-force enumeration of small design spaces."""
-import itertools
 import math
 
 import numpy as np
@@ -8,43 +7,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from deepmad.core import bound as B
-from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.core.budget import Budget, Problem, evaluate, in_space
 from deepmad.core.presets import preset
-from shared import budgeted, small_space
+from shared import TINY, all_rows, brute_force, budgeted, random_rows, small_space
 
 
-def all_rows(problem: Problem) -> np.ndarray:
-    """Every row of a small space (brute force)."""
-    sp = problem.space
-    n = sp.n
-    chans = range(sp.step, sp.max_channels + 1, sp.step)
-    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
-    hi_mid = int(bounds(problem)[1][n + 1])
-    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
-    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
-    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
-    return X[in_space(problem, X)]
-
-
-def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
-    X = all_rows(problem) if X is None else X
-    s = evaluate(problem, X)
-    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
-
-
-def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
-    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
-                max_channels=40, num_classes=10)
-    if block == "mbconv":
-        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
-    elif block == "bottleneck":
-        base.update(ratio=(0.0, 1.0))
-    base.update(kw)
-    return Problem(Space(block, **base), Budget(flops, params, rho0))
-
-
-TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
-        tiny("bottleneck", 1.0e6, 20e3, 0.3, strides=(1, 2))]
 # without a depth penalty, or a tiny one, no depth variance may be left out of the relaxation (Scope)
 NO_PENALTY = [Problem(p.space, Budget(p.budget.flops, p.budget.params, p.budget.rho0, beta=beta))
               for p, beta in ((TINY[0], 0.0), (TINY[2], 1e-9))]
@@ -134,22 +101,6 @@ def test_preset_bound_is_above_the_design_and_finite():
 
 
 # ------------------------------------------------- random problems: `deepmad design` with its proof, end to end
-
-def random_rows(problem: Problem, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Random rows of the space: grid channels (sorted), mids drawn in their ratio range, kernels, depths;
-    the ones outside the space are dropped."""
-    sp, n, step = problem.space, problem.space.n, problem.space.step
-    lo, hi = bounds(problem)
-    X = np.zeros((count, 4 * n + 1), dtype=np.int64)
-    X[:, 0] = rng.integers(lo[0] // step, hi[0] // step + 1, count) * step
-    X[:, 1:n + 1] = np.sort(rng.integers(1, sp.max_channels // step + 1, (count, n)), axis=1) * step
-    if sp.has_mid:
-        c = X[:, 1:n + 1]
-        X[:, n + 1:2 * n + 1] = np.maximum(1, np.round(c * rng.uniform(*sp.ratio, c.shape) / step)) * step
-    X[:, 2 * n + 1:3 * n + 1] = rng.choice(sp.kernels, (count, n))
-    X[:, 3 * n + 1:] = rng.integers(1, hi[3 * n + 1:] + 1, (count, n))
-    return X[in_space(problem, X)]
-
 
 @settings(max_examples=12, deadline=None)
 @given(space=small_space(max_depth=6), scale=st.floats(0.2, 1.5), rho0=st.sampled_from([0.5, 1.0, 2.0]),

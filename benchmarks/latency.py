@@ -1,0 +1,196 @@
+"""Latency model and latency budgets on this machine: everything issue 11's acceptance asks for, in one run.
+
+    python benchmarks/latency.py [--quick] [--model FILE] [--save-model FILE] [--networks 30] [--runs 10]
+                                 [--clock wall|cpu] [--pin-cpu CORE] [--json FILE]
+
+1. Calibrate (``deepmad.latency.calibrate``, default grid; --quick: the small grid), or read --model.
+2. (a) Prediction error on held-out random networks: --networks random networks per family (bottleneck and
+   MBConv, in their presets' spaces, 0.3-3x the preset's MACs budget) drawn with seeds calibration does not
+   use (checked: none of them is one of calibration's networks), measured interleaved (round-robin, 3 rounds);
+   median, 90th percentile and largest |predicted / measured - 1|, the median signed error, and the same for
+   the model without its network correction (parts only).
+3. (b) Designs under a latency budget: resnet18 is measured; deepmad-r18's problem (resnet18's FLOPs and params)
+   is solved with latency budgets of 0.75x, 1x and 1.25x that measurement, and without one (FLOPs only); then
+   resnet18 and the four designs are measured again, interleaved in one run: objective, MACs, predicted and
+   measured latency, measured / budget, and measured / resnet18 of that same run. The same for the MBConv
+   family (deepmad-mb's problem) against mobilenet_v2.
+
+Settings: CPU, batch 1, one thread, torch eager (inference mode), median of --runs runs. The machine should be
+quiet (the load average is printed before and after): on a shared machine, --clock cpu measures each run's
+thread CPU time instead of the elapsed time (steadier; the same on a quiet machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from deepmad import api
+from deepmad.core import blocks, latency as lat
+from deepmad.core.reference import reference
+from deepmad.core.spec import to_dict
+from deepmad.latency import calibrate as cal, measure as ms
+from deepmad.latency.model import errors, read, save
+
+HELDOUT_SEED = 424242  # calibration's networks use seeds seed * 1000 + 17 + family index
+FAMILIES = (("bottleneck", "relu", "deepmad-r18", "resnet18"), ("mbconv", "silu", "deepmad-mb", "mobilenet_v2"))
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def measure_specs(specs, settings: ms.Settings, rounds: int = 3) -> list[ms.Timing]:
+    return ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings, rounds=rounds)
+
+
+def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
+    say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
+        f"preset's MACs)")
+    say(f"  {'family':<18} {'n':>3} {'median':>7} {'p90':>7} {'max':>7} {'bias':>7} | parts only: {'median':>7} "
+        f"{'p90':>7}   measured ms (min-max)")
+    for j, (block, act, preset, _) in enumerate(FAMILIES):
+        sp = cal.family_space(block, act)
+        budget = cal.family_budget(block)
+        specs = cal.random_specs(sp, count, HELDOUT_SEED + j, (0.3 * budget, 3.0 * budget))
+        overlap = sum(1 for s in specs if replace(s, name="") in seen)
+        t0 = time.perf_counter()
+        timings = measure_specs(specs, settings)
+        measured = np.array([t.median_ms for t in timings])
+        pred = np.array([lat.predict(model, s).total for s in specs])
+        fit = (model.meta.get("fits") or {}).get(f"{block}:{act}") or {}
+        corr = fit.get("correction") or {"scale": 1.0, "overhead_ms": 0.0}
+        parts = (pred - corr["overhead_ms"]) / corr["scale"]
+        e, ep = errors(pred, measured), errors(parts, measured)
+        bias = float(np.median(pred / measured - 1))
+        say(f"  {block + ' (' + act + ')':<18} {e['count']:>3} {100 * e['median']:>6.1f}% {100 * e['p90']:>6.1f}% "
+            f"{100 * e['max']:>6.1f}% {100 * bias:>+6.1f}% | {'':>11}{100 * ep['median']:>6.1f}% {100 * ep['p90']:>6.1f}%"
+            f"   {measured.min():.1f}-{measured.max():.1f} ({time.perf_counter() - t0:.0f} s){'' if not overlap else f'; {overlap} seen by calibration!'}")
+        out.setdefault("heldout", {})[f"{block}:{act}"] = {
+            "errors": e, "bias": bias, "parts_only": ep, "overlap_with_calibration": overlap,
+            "networks": [{"name": s.name, "macs": blocks.cost(s).macs, "measured_ms": float(m), "predicted_ms": float(p)}
+                         for s, m, p in zip(specs, measured, pred)]}
+
+
+def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) -> None:
+    say()
+    say("(b) designs under a latency budget (f x the baseline's measured latency), beside the FLOPs-only design and "
+        "the baseline, measured interleaved in one run")
+    for block, act, preset, base in FAMILIES:
+        ref = reference(base)
+        t_ref = measure_specs([ref], settings, rounds=1)[0].median_ms
+        prob = api.problem(preset)
+        say(f"  {preset} problem (FLOPs {prob.budget.flops / 1e9:.3g} G, params {prob.budget.params / 1e6:.4g} M; "
+            f"{base}: {blocks.cost(ref).macs / 1e9:.3g} G, {blocks.cost(ref).params / 1e6:.4g} M), {base} measured "
+            f"{t_ref:.2f} ms first")
+        rows = []
+        t0 = time.perf_counter()
+        free = api.design(preset)
+        rows.append(("FLOPs only", None, free))
+        for f in factors:
+            try:
+                d = api.design(preset, latency=f * t_ref, latency_model=model)
+                rows.append((f"{f:g}x {base}", f * t_ref, d))
+            except ValueError as e:
+                say(f"    {f:g}x: {e}")
+        solve_s = time.perf_counter() - t0
+        specs = [ref] + [d.spec for _, _, d in rows]
+        timings = measure_specs(specs, settings)
+        t_again = timings[0].median_ms
+        say(f"    {'network':<16} {'objective':>10} {'gap':>6} {'MACs':>8} {'params':>7} {'budget':>8} {'predicted':>9} "
+            f"{'measured':>9} {'meas/budget':>11} {'vs ' + base:>14}")
+        say(f"    {base:<16} {'-':>10} {'-':>6} {blocks.cost(ref).macs / 1e9:>7.3f}G {blocks.cost(ref).params / 1e6:>6.2f}M "
+            f"{'-':>8} {'-':>9} {t_again:>7.2f}ms {'-':>11} {1.0:>13.3f}x")
+        res = {"baseline": base, "baseline_first_ms": t_ref, "baseline_ms": t_again, "solve_seconds": solve_s,
+               "designs": []}
+        for (label, budget, d), t in zip(rows, timings[1:]):
+            pred = lat.predict(model, d.spec).total
+            m = t.median_ms
+            gap = "-" if d.gap is None else f"{100 * d.gap:.1f}%"
+            say(f"    {label:<16} {d.objective:>10,.0f} {gap:>6} {blocks.cost(d.spec).macs / 1e9:>7.3f}G "
+                f"{blocks.cost(d.spec).params / 1e6:>6.2f}M {('-' if budget is None else f'{budget:.2f}ms'):>8} "
+                f"{pred:>7.2f}ms {m:>7.2f}ms {('-' if budget is None else f'{m / budget:.3f}'):>11} "
+                f"{m / t_again:>13.3f}x")
+            res["designs"].append({"label": label, "budget_ms": budget, "objective": d.objective, "gap": d.gap,
+                                   "macs": blocks.cost(d.spec).macs, "params": blocks.cost(d.spec).params,
+                                   "predicted_ms": pred, "measured_ms": m, "spec": to_dict(d.spec)})
+            if budget is not None and abs(budget - t_ref) < 1e-9:
+                res["at_baseline"] = {"measured_over_budget": m / budget, "measured_over_baseline_same_run": m / t_again}
+        out.setdefault("budgets", {})[preset] = res
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small calibration grid, 10 networks, 6 runs, budget 1x only")
+    p.add_argument("--model", help="use this latency model file instead of calibrating")
+    p.add_argument("--save-model", help="write the calibrated model here")
+    p.add_argument("--networks", type=int, help="held-out random networks per family (default 30; quick 10)")
+    p.add_argument("--runs", type=int, help="timed runs per measurement (default 10; quick 6)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall (default) or the thread's CPU time")
+    p.add_argument("--pin-cpu", type=int, metavar="CORE", help="run on this core only")
+    p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
+    args = p.parse_args(argv)
+    count = args.networks or (10 if args.quick else 30)
+    runs = args.runs or (6 if args.quick else 10)
+    ms.pin_cpu(args.pin_cpu)
+    settings = ms.Settings(threads=1, batch=1, warmup=2, runs=runs, clock=args.clock)
+    import torch
+
+    load0 = ms.load_average()
+    say(f"torch {torch.__version__}, {ms.cpu_name()} ({platform.machine()}, {os.cpu_count()} CPUs"
+        f"{f', pinned to core {args.pin_cpu}' if args.pin_cpu is not None else ''}), 1 thread, batch 1, eager NCHW, "
+        f"{'elapsed time' if args.clock == 'wall' else 'thread CPU time'}, median of {runs} runs; "
+        f"load average {load0:.2f} before")
+    out: dict = {"settings": settings.to_dict(), "environment": ms.environment(settings), "load_before": load0}
+    t0 = time.perf_counter()
+    seen: set = set()
+    if args.model:
+        model = read(args.model)
+        say(f"latency model {args.model} ({model.describe()})")
+    else:
+        grid = "small" if args.quick else "default"
+        model = cal.calibrate(settings, grid=grid, progress=sys.stderr.isatty(), runs=runs)
+        for it in cal.items_for(cal.parse_families(None), cal.GRIDS[grid], 0, 1):
+            if it.role == "network":
+                seen.add(replace(it.spec, name=""))
+        say(f"calibrated grid {grid}: {model.meta['grid']['items']} items in {model.meta['seconds']:.0f} s")
+        from deepmad.latency.model import describe_fit
+
+        for f in model.families:
+            say(f"  {f.name}: {describe_fit(model.meta['fits'].get(f'{f.block}:{f.act}'))}")
+        if args.save_model:
+            save(model, args.save_model)
+    out["model"] = lat.to_dict(model)
+    heldout(model, settings, count, seen, out)
+    budgets(model, settings, (1.0,) if args.quick else (0.75, 1.0, 1.25), out)
+    load1 = ms.load_average()
+    say()
+    say("acceptance:")
+    for key, e in out["heldout"].items():
+        e = e["errors"]
+        say(f"  held-out {key}: median {100 * e['median']:.1f}% (<= 5%: {'yes' if e['median'] <= 0.05 else 'NO'}), "
+            f"p90 {100 * e['p90']:.1f}% (<= 10%: {'yes' if e['p90'] <= 0.10 else 'NO'})")
+    for preset, res in out["budgets"].items():
+        a = res.get("at_baseline")
+        if a:
+            say(f"  {preset} at {res['baseline']}'s latency: measured / budget {a['measured_over_budget']:.3f}, "
+                f"/ {res['baseline']} in the same run {a['measured_over_baseline_same_run']:.3f} "
+                f"(<= 1.05: {'yes' if a['measured_over_baseline_same_run'] <= 1.05 else 'NO'})")
+    note = (" (above the core count: other processes competed; timings are inflated and noisy)"
+            if load1 and load1 > (os.cpu_count() or 1) * 0.75 else "")
+    say(f"load average {load0:.2f} before, {load1:.2f} after{note}; {time.perf_counter() - t0:.0f} s in all")
+    out["load_after"] = load1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""Calibrate a latency model on this device: measure blocks of each family over a grid, fit the posynomial.
+
+What is measured (``grid``), per block family (a block type with its activation, in its default layout of
+``deepmad.core.presets``: kernels, strides, stem, head, SE ratio):
+
+- blocks: for every (stride, input side) cell the layout meets at the calibrated resolutions (stride 2 at the
+  sides of the stride-2 stages' inputs, stride 1 at every stage side) and every kernel, ``per_cell`` blocks:
+  output channels log-uniform over a range that shrinks with the side (wide blocks at 7x7, narrow ones at
+  112x112), mid channels over the family's whole ratio range, input channels from a quarter of the output up
+  to it (a stage's first block) or equal (the others); mbconv blocks with and without squeeze-excitation;
+- stems (3 -> c0 at the resolutions), head 1x1 convs and pool + classifier tails, a few of each;
+- ``networks`` random whole networks of the family's space (``random_specs``), to fit what the parts measured
+  alone miss (``model.fit_family``).
+
+Every item is built with seeded random weights and timed (``measure.measure_many``, interleaved in shuffled
+chunks, so a slow spell of a shared machine spreads over all families) with the same settings the model is
+for (device, backend, threads, batch, layout). Progress: a tqdm bar on stderr.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..core import latency as lat
+from ..core.budget import Budget, Problem, Space, evaluate, in_space, to_spec
+from ..core.presets import PRESETS
+from ..core.spec import out_resolution
+from . import measure as ms
+from .model import LatencyModel, describe_fit, fit_family
+
+DEFAULT_ACT = {"basic": "relu", "bottleneck": "relu", "mbconv": "silu"}
+DEFAULT_FAMILIES = ("bottleneck", "mbconv", "basic")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """How much is measured."""
+
+    name: str
+    resolutions: tuple[int, ...]  # network input sides whose stage sides the blocks are measured at
+    per_cell: int  # blocks per (stride, input side, kernel)
+    networks: int  # random whole networks per family (0: none, no correction)
+    warmup: int
+    runs: int
+    width: float  # scale of the channel ranges (the tiny grid's blocks are small)
+    macs: tuple[float, float]  # MACs range of the random networks, relative to the family's preset budget
+
+
+GRIDS = {
+    "tiny": Grid("tiny", (32,), 1, 2, 1, 2, 0.125, (0.05, 0.5)),  # CI: seconds; meaningless coefficients
+    "small": Grid("small", (224,), 3, 6, 2, 6, 1.0, (0.3, 3.0)),
+    "default": Grid("default", (224,), 8, 16, 2, 10, 1.0, (0.3, 3.0)),
+}
+
+
+def parse_families(text: str | Sequence[str] | None) -> list[tuple[str, str]]:
+    """'bottleneck,mbconv:relu6' -> [(bottleneck, relu), (mbconv, relu6)] (default activations per block)."""
+    from ..core.spec import ACTIVATIONS, BLOCKS
+
+    items = DEFAULT_FAMILIES if text is None else (text.split(",") if isinstance(text, str) else text)
+    out = []
+    for item in items:
+        block, _, act = str(item).strip().partition(":")
+        if block not in BLOCKS:
+            raise ValueError(f"families: expected block families among {', '.join(BLOCKS)} (optionally with "
+                             f":activation), got {item!r}")
+        act = act or DEFAULT_ACT[block]
+        if act not in ACTIVATIONS:
+            raise ValueError(f"families: {item!r}: expected an activation among {', '.join(ACTIVATIONS)}")
+        if (block, act) not in out:
+            out.append((block, act))
+    if not out:
+        raise ValueError("families: expected at least one block family")
+    return out
+
+
+def family_space(block: str, act: str, resolution: int = 224) -> Space:
+    """The default layout of a family (the presets' spaces; basic blocks in the bottleneck layout)."""
+    base = PRESETS["deepmad-mb"].space if block == "mbconv" else PRESETS["deepmad-r18"].space
+    over: dict[str, Any] = dict(block=block, act=act, resolution=resolution)
+    if block == "basic":
+        over["ratio"] = (0.0, 1.0)
+    return replace(base, **over)
+
+
+def family_budget(block: str) -> float:
+    """The MACs budget of the family's preset (deepmad-r18, deepmad-mb): the scale of its random networks."""
+    return (PRESETS["deepmad-mb"] if block == "mbconv" else PRESETS["deepmad-r18"]).budget.flops
+
+
+# ---------------------------------------------------------------------------------------------- items
+
+@dataclass
+class Item:
+    """One thing to time: how to build it, its input, and its features (what the fit regresses on)."""
+
+    family: tuple[str, str]
+    role: str  # block | stem | head | tail | network
+    label: str
+    build: Callable[[], Any]
+    shape: tuple[int, ...]
+    features: dict
+    spec: Any = None  # the spec of a network item
+    ms: float = math.nan  # measured median
+    timing: Any = None  # measure.Timing
+
+
+MAX_BLOCK_MACS = 6e8  # blocks of the grid are narrowed below this many MACs (a few ms each on one core)
+
+
+def _macs(terms, c_in, c, mid, se) -> float:
+    return sum(v for (_, f), v in lat.features(terms, c_in, c, mid, se).items() if f == "macs")
+
+
+def _round(x: float, step: int = 8, lo: int = 8) -> int:
+    return int(max(lo, round(x / step) * step))
+
+
+def _block_items(block: str, act: str, sp: Space, grid: Grid, rng: np.random.Generator, batch: int) -> list[Item]:
+    from ..core.spec import Stage
+    from ..models.net import make_block
+
+    items = []
+    cells = set()
+    for res in grid.resolutions:
+        r0, rs = replace(sp, resolution=res).resolutions()
+        sides = [r0] + rs
+        for i, s in enumerate(sp.strides):
+            cells.add((s, sides[i]))
+            cells.add((1, rs[i]))
+    ses = (sp.se, 0.0) if sp.se > 0 else (0.0,)
+    for stride, r_in in sorted(cells):
+        wide = grid.width * (2048 if block != "mbconv" else 640) * min(1.0, 14 / r_in) ** 0.75
+        for k in sp.kernels:
+            for j in range(grid.per_cell):
+                c = _round(math.exp(rng.uniform(math.log(16 * grid.width + 8), math.log(max(wide, 24)))))
+                first = stride == 2 or j % 3 != 2  # a third of the stride-1 blocks are a stage's other blocks
+                c_in = _round(c * rng.uniform(0.25, 1.0)) if first else c
+                if stride == 1 and first and j % 3 == 1:
+                    c_in = c  # a first block of a stride-1 stage that keeps the width (no projection / a residual)
+                c_in = min(c_in, c)
+                if block == "mbconv":
+                    mid = _round(max(c, c_in) * rng.uniform(*sp.ratio) + 8)
+                    se = ses[j % len(ses)] if len(ses) > 1 and j % 4 == 3 else sp.se
+                elif block == "bottleneck":
+                    mid = min(c, _round(c * math.exp(rng.uniform(math.log(1 / 16), 0.0))))
+                    se = 0.0
+                else:
+                    mid, se = c, 0.0
+                terms = lat.block_terms(block, k, stride, r_in, se, True)
+                while c > 8 and _macs(terms, c_in, c, mid, se) > MAX_BLOCK_MACS * grid.width ** 2:
+                    c, c_in, mid = (_round(0.85 * v) for v in (c, c_in, mid))  # keep every block quick to time
+                    if block == "basic":
+                        mid = c
+                    elif block == "mbconv":
+                        mid = max(mid, _round(sp.ratio[0] * c + 4))
+                st = Stage(block, c, 1, stride=stride, kernel=k, mid=mid if block != "basic" else None, se=se)
+                items.append(Item((block, act), "block", f"{block} {c_in}->{c} mid {mid} k{k} s{stride} @{r_in}",
+                                  (lambda st=st, c_in=c_in, stride=stride: make_block(st, c_in, stride, act)),
+                                  (batch, c_in, r_in, r_in), lat.features(terms, c_in, c, mid, se)))
+    return items
+
+
+def _other_items(block: str, act: str, sp: Space, grid: Grid, rng: np.random.Generator, batch: int) -> list[Item]:
+    from torch import nn
+
+    from ..models.layers import ConvBNAct
+
+    items = []
+    fam = (block, act)
+    for res in grid.resolutions:
+        r0, rs = replace(sp, resolution=res).resolutions()
+        stems = [(sp.stem_kernel, sp.stem_stride, False)] + ([(7, 2, True)] if block != "mbconv" else [])
+        for k, s, pool in stems:  # the layout's stem; ResNets' 7x7/2 stem with its max-pool for their families
+            for j in range(max(2, grid.per_cell // (2 if pool else 1))):
+                c0 = _round(rng.uniform(8, 64 * grid.width + 8))
+                items.append(Item(fam, "stem", f"stem 3->{c0} k{k} s{s}{' + max-pool' if pool else ''} @{res}",
+                                  (lambda c0=c0, k=k, s=s, pool=pool: nn.Sequential(
+                                      ConvBNAct(3, c0, k, s, act=act), *([nn.MaxPool2d(3, 2, 1)] if pool else []))),
+                                  (batch, 3, res, res), lat.features(lat.stem_terms(k, s, res, 3, pool), c0, 0, 0)))
+        r = rs[-1]
+        heads = [sp.head] if sp.head is not None else []
+        for j in range(max(2, grid.per_cell // 2)):
+            c = _round(math.exp(rng.uniform(math.log(32 * grid.width + 8), math.log(2048 * grid.width + 16))))
+            for h in heads:
+                terms = [t for t in lat.tail_terms(r, h, 0) if t.kind == "head"]
+                items.append(Item(fam, "head", f"head {c}->{h} @{r}", (lambda c=c, h=h: ConvBNAct(c, h, 1, act=act)),
+                                  (batch, c, r, r), lat.features(terms, 0, c, 0)))
+            width = c if not heads or j % 2 else heads[0]
+            nc = sp.num_classes
+            terms = [t for t in lat.tail_terms(r, None, nc) if t.kind == "tail"]
+            items.append(Item(fam, "tail", f"pool+classifier {width}->{nc} @{r}",
+                              (lambda w=width, nc=nc: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                                                                    nn.Linear(w, nc))),
+                              (batch, width, r, r), lat.features(terms, 0, width, 0)))
+    return items
+
+
+def random_specs(sp: Space, count: int, seed: int, macs: tuple[float, float], max_depth: int = 6,
+                 classifier: bool = True) -> list:
+    """count random networks of space sp whose MACs lie in macs (absolute), as specs: channels growing stage to
+    stage by random factors, mids over the family's whole ratio range, random kernels, depths 1..max_depth."""
+    rng = np.random.default_rng(seed)
+    n, step = sp.n, sp.step
+    prob = Problem(sp, Budget(macs[1], 1e30, 1e9, classifier=classifier))
+    out: list = []
+    for _ in range(200):
+        N = 4096
+        grow = np.where(np.array(sp.strides) == 2, math.log(2.5), math.log(1.4))
+        logc = np.log(rng.uniform(16, 128, N))[:, None] + np.cumsum(rng.uniform(0, 1, (N, n)) * grow, axis=1)
+        logc += rng.uniform(-1.0, 1.5, N)[:, None]
+        C = np.clip(np.round(np.exp(logc) / step) * step, step, sp.max_channels)
+        C = np.maximum.accumulate(C, axis=1)
+        X = np.zeros((N, 4 * n + 1))
+        X[:, 1:n + 1] = C
+        X[:, 0] = np.minimum(np.round(rng.uniform(*sp.stem_channels, N) / step) * step, C[:, 0])
+        X[:, 0] = np.clip(X[:, 0], *sp.stem_channels)
+        if sp.has_mid:
+            if sp.block == "mbconv":
+                r = rng.uniform(*sp.ratio, (N, n))
+            else:
+                r = np.exp(rng.uniform(math.log(1 / 16), math.log(max(sp.ratio[1], 1 / 16)), (N, n)))
+            lo_m = np.ceil(sp.ratio[0] * C / step - 1e-9) * step
+            hi_m = np.floor(sp.ratio[1] * C / step + 1e-9) * step
+            X[:, n + 1:2 * n + 1] = np.clip(np.round(r * C / step) * step, np.maximum(lo_m, step), hi_m)
+        X[:, 2 * n + 1:3 * n + 1] = rng.choice(sp.kernels, (N, n))
+        X[:, 3 * n + 1:] = rng.integers(1, max_depth + 1, (N, n))
+        X = X.astype(np.int64)
+        s = evaluate(prob, X)
+        ok = in_space(prob, X) & (s.macs >= macs[0]) & (s.macs <= macs[1])
+        for x in X[ok]:
+            if len(out) == count:
+                return out
+            out.append(to_spec(prob, x, name=f"random-{sp.block}-{seed}-{len(out)}"))
+    if len(out) < count:
+        raise ValueError(f"random_specs: found only {len(out)} networks of {count} in the MACs range {macs}")
+    return out
+
+
+def _network_items(block: str, act: str, sp: Space, grid: Grid, seed: int, batch: int) -> list[Item]:
+    from .measure import build
+
+    if not grid.networks:
+        return []
+    items = []
+    per_res = max(1, grid.networks // len(grid.resolutions))
+    for res in grid.resolutions:
+        s = replace(sp, resolution=res)
+        scale = family_budget(block) * (res / 224) ** 2
+        specs = random_specs(s, per_res, seed, (grid.macs[0] * scale, grid.macs[1] * scale),
+                             max_depth=2 if grid.name == "tiny" else 6)
+        for spec in specs:
+            f: dict = {}
+            for _, terms, (i, c, m), se in lat.spec_terms(spec):
+                for key, v in lat.features(terms, i, c, m, se).items():
+                    f[key] = f.get(key, 0.0) + v
+            items.append(Item((block, act), "network", spec.name, (lambda spec=spec: build(spec)),
+                              ms.input_shape(spec, batch), f, spec))
+    return items
+
+
+def items_for(families: Sequence[tuple[str, str]], grid: Grid, seed: int, batch: int) -> list[Item]:
+    """Everything calibration measures, per family (see the module docstring)."""
+    out = []
+    for j, (block, act) in enumerate(families):
+        sp = family_space(block, act, grid.resolutions[0])
+        rng = np.random.default_rng([seed, j])
+        out += _block_items(block, act, sp, grid, rng, batch)
+        out += _other_items(block, act, sp, grid, rng, batch)
+        out += _network_items(block, act, sp, grid, seed * 1000 + 17 + j, batch)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- calibrate
+
+def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, progress: bool = True,
+                  chunk: int = 32) -> None:
+    """Time every item (its ``timing`` and ``ms``, the median): in a seeded shuffled order, interleaved in chunks
+    (``measure.measure_many``), each item built just before its chunk runs."""
+    from tqdm import tqdm
+
+    order = np.random.default_rng(seed).permutation(len(items))
+    rounds = max(1, min(3, settings.runs))
+    bar = tqdm(total=len(items) * rounds, desc="calibrating", unit="item", disable=not progress, leave=False)
+    try:
+        for a in range(0, len(order), chunk):
+            part = [items[j] for j in order[a:a + chunk]]
+            timings = ms.measure_many([(it.build(), it.shape) for it in part], settings, rounds=rounds,
+                                      progress=bar.update)
+            for it, tm in zip(part, timings):
+                it.timing, it.ms = tm, tm.median_ms
+    finally:
+        bar.close()
+
+
+def fit_items(items: Sequence[Item], families: Sequence[tuple[str, str]],
+              log: Callable[[str], None] | None = None) -> tuple[list, dict]:
+    """Every family's coefficients and fit record from measured items (``model.fit_family``)."""
+    out, fits = [], {}
+    for block, act in families:
+        mine = [it for it in items if it.family == (block, act)]
+        parts = [(it.features, it.ms) for it in mine if it.role != "network"]
+        nets = [(it.spec, it.features, it.ms) for it in mine if it.role == "network"]
+        fam, record = fit_family(block, act, parts, nets)
+        out.append(fam)
+        fits[f"{block}:{act}"] = record
+        if log is not None:
+            log(f"{block} ({act}): {describe_fit(record)}")
+    return out, fits
+
+
+def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str | None = None,
+              grid: str | Grid = "default", seed: int = 0, progress: bool = True, chunk: int = 32,
+              runs: int | None = None, warmup: int | None = None,
+              log: Callable[[str], None] | None = None) -> LatencyModel:
+    """Measure the grid on this device with settings (device, backend, threads, batch, layout) and fit a model
+    of every family (module docstring). runs / warmup: timed and untimed runs per item (default: the grid's).
+    progress: a tqdm bar on stderr. Deterministic in what is measured (seed); the timings are the device's."""
+    fams = list(families) if isinstance(families, list) else parse_families(families)
+    if isinstance(grid, str) and grid not in GRIDS:
+        raise ValueError(f"grid: expected one of {', '.join(GRIDS)}, got {grid!r}")
+    g = GRIDS[grid] if isinstance(grid, str) else grid
+    settings = replace(settings, runs=g.runs if runs is None else runs, warmup=g.warmup if warmup is None else warmup)
+    ms.check_device(settings)
+    t0 = time.perf_counter()
+    load0 = ms.load_average()
+    items = items_for(fams, g, seed, settings.batch)
+    measure_items(items, settings, seed, progress, chunk)
+    out, fits = fit_items(items, fams, log)
+    env = ms.environment(settings)
+    meta = {"environment": env, "grid": {"name": g.name, "resolutions": list(g.resolutions), "per_cell": g.per_cell,
+                                         "networks": g.networks, "seed": seed, "items": len(items)},
+            "measure": {"warmup": settings.warmup, "runs": settings.runs, "statistic": "median"},
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_average": [load0, ms.load_average()], "fits": fits}
+    return LatencyModel(tuple(out), meta)
+
+
+__all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "random_specs",
+           "items_for", "DEFAULT_FAMILIES", "DEFAULT_ACT"]
