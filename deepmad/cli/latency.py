@@ -21,6 +21,9 @@ EPILOG_CALIBRATE = """examples:
   deepmad latency calibrate --families bottleneck,mbconv:relu6 --grid small -o cpu.latency.json"""
 
 
+QUOTE = "'"
+
+
 def _int(text: str, lo: int) -> int:
     try:
         value = int(text)
@@ -39,12 +42,15 @@ def _settings_args(p: argparse.ArgumentParser, runs: int | None, warmup: int | N
     p.add_argument("--batch", type=lambda t: _int(t, 1), default=1, help="images per forward pass (default 1)")
     p.add_argument("--channels-last", action="store_true", help="torch: model and input in channels_last")
     p.add_argument("--runs", type=lambda t: _int(t, 1), default=runs,
-                   help=f"timed runs{f' (default {runs})' if runs else ' per item (default: the grid' + chr(39) + 's)'}")
+                   help=f"timed runs (default {runs if runs else 'the grid' + QUOTE + 's'})")
     p.add_argument("--warmup", type=lambda t: _int(t, 0), default=warmup,
-                   help=f"untimed runs first{f' (default {warmup})' if warmup is not None else ' (default: the grid' + chr(39) + 's)'}")
+                   help=f"untimed runs first (default {warmup if warmup is not None else 'the grid' + QUOTE + 's'})")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (default); cpu: the thread's CPU time (one thread on a CPU; steadier on a "
                         "machine other work shares, equal to wall on a quiet one)")
+    p.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                   help="keep: glibc keeps freed memory, as caching allocators (jemalloc, tcmalloc) do (default); "
+                        "system: as it is (a forward pass then pays page faults for its large activations)")
     p.add_argument("--pin-cpu", type=lambda t: _int(t, 0), metavar="CORE",
                    help="run on this CPU core only (Linux sched_setaffinity)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
@@ -72,6 +78,8 @@ def add_commands(sub) -> None:
     c.add_argument("--grid", choices=("tiny", "small", "default"), default="default",
                    help="how much to measure: default (a few minutes on one core), small, tiny (seconds; for tests, "
                         "its coefficients mean nothing)")
+    c.add_argument("--resolution", type=lambda t: _int(t, 16), default=224,
+                   help="input side of the networks to design (default 224): blocks are measured at its stage sides")
     c.add_argument("--seed", type=lambda t: _int(t, 0), default=0, help="seed of the grid's random choices")
     _settings_args(c, None, None)
     s = lsub.add_parser("show", help="what a latency model file holds: device, versions, families, fit errors")
@@ -84,7 +92,8 @@ def _settings(args):
 
     return Settings(device=args.device, backend=args.backend, threads=args.threads, batch=args.batch,
                     channels_last=args.channels_last, warmup=args.warmup if args.warmup is not None else 3,
-                    runs=args.runs if args.runs is not None else 10, clock=args.clock)
+                    runs=args.runs if args.runs is not None else 10, clock=args.clock,
+                    allocator=args.allocator)
 
 
 def _check_output(path: str, force: bool) -> None:
@@ -162,7 +171,10 @@ def _calibrate(args) -> str:
     ms.check_device(settings)
     ms.pin_cpu(args.pin_cpu)
     log = None if (args.quiet or args.json) else (lambda s: print(s, file=sys.stderr, flush=True))
-    model = cal.calibrate(settings, families, grid=args.grid, seed=args.seed, progress=not (args.quiet or args.json),
+    grid = cal.GRIDS[args.grid]
+    if args.resolution != 224 and args.grid != "tiny":
+        grid = replace(grid, resolutions=(args.resolution,))
+    model = cal.calibrate(settings, families, grid=grid, seed=args.seed, progress=not (args.quiet or args.json),
                           runs=args.runs, warmup=args.warmup, log=log)
     _check_output(args.output, args.force)  # again: the file may have appeared meanwhile
     try:

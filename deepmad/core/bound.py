@@ -253,7 +253,7 @@ class Relaxation:
             out.append((float(theta.min()), tuple(vs), -1 if first else stage, part, when, theta, kstage, p))
 
         for s in range(n):
-            first, ufirst, rest, urest, pre, upre, post, upost = lat._tables(fam, sp, s, self.b.classifier)
+            first, ufirst, rest, urest, pre, upre, post, upost = lat.stage_tables(fam, sp, s, self.b.classifier)
             for j, t in enumerate(upre):
                 add(np.full(len(sp.kernels), pre[j]), t, 0, s, True, -1)
             for j, t in enumerate(ufirst):

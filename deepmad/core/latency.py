@@ -80,7 +80,7 @@ class Term(NamedTuple):
 
 def _conv(kind: str, cin, cout, k: int, stride: int, r_in: int, depthwise: bool = False,
           when: str = ALWAYS) -> list[Term]:
-    """Features of a conv layer; cin / cout are a variable (I, C, M) or a fixed channel count (a str never)."""
+    """Features of a conv layer; cin / cout are a variable (I, C, M) or a fixed channel count (``fixed``)."""
     r = out_resolution(r_in, stride)
 
     def mono(mult: float, *vs) -> tuple[float, tuple[int, int, int]]:
@@ -175,9 +175,6 @@ class Family:
         raise LatencyModelError(f"the latency model's {self.name} family has no {describe_kind(kind)} "
                                 f"(calibrated: {', '.join(describe_kind(k) for k, _ in self.coef)}); calibrate "
                                 f"a model of the layers this network uses (deepmad latency calibrate)")
-
-    def kernels(self) -> list[int]:
-        return sorted({int(k[4:].split("_")[0]) for k, _ in self.coef if k.startswith("conv") or k.startswith("dw")})
 
 
 def describe_kind(kind: str) -> str:
@@ -337,7 +334,10 @@ def _units(terms: list[Term]) -> list[Term]:
 
 
 @functools.lru_cache(maxsize=512)
-def _tables(fam: Family, sp, i: int, classifier: bool):
+def stage_tables(fam: Family, sp, i: int, classifier: bool):
+    """Stage i's terms with their coefficients: (θ·mult of the first block's terms per kernel choice, those
+    terms with mult 1; the same for the other blocks; for the stem (stage 0) and for the head and tail (last
+    stage): θ·mult and the terms, or None and [])."""
     st = stage_terms(sp, i, classifier)
     return (_coef_table(fam, st.first), _units(st.first[0]), _coef_table(fam, st.rest), _units(st.rest[0]),
             _coef_table(fam, [st.pre])[0] if st.pre else None, _units(st.pre),
@@ -355,7 +355,7 @@ def stage_rows(fam: Family, sp, i: int, classifier: bool, cin, c, m, k, L) -> np
     """Predicted latency (ms) of stage i at rows of values (float arrays; the stem in stage 0; head, pool,
     classifier and the fixed cost in the last stage): first block + (L − 1) · another block. NaN where the
     kernel is not one of the space's."""
-    first, ufirst, rest, urest, pre, upre, post, upost = _tables(fam, sp, i, classifier)
+    first, ufirst, rest, urest, pre, upre, post, upost = stage_tables(fam, sp, i, classifier)
     if not sp.has_mid:
         m = c
     kernels = np.array(sp.kernels, dtype=float)
@@ -389,7 +389,7 @@ def family_for(model: LatencyModel, sp, classifier: bool = True) -> Family:
     fam = model.family(sp.block, sp.act)
     try:
         for i in range(sp.n):
-            _tables(fam, sp, i, classifier)
+            stage_tables(fam, sp, i, classifier)
     except LatencyModelError as e:
         raise LatencyModelError(f"{model.source + ': ' if model.source else ''}{e}") from None
     return fam
@@ -470,5 +470,5 @@ def features(terms: Iterable[Term], i, c, m, se: float = 0.0) -> dict[tuple[str,
 
 
 __all__ = ["LatencyModel", "Family", "LatencyModelError", "Term", "block_terms", "stem_terms", "tail_terms",
-           "stage_terms", "stage_rows", "rows", "family_for", "parse_ms", "predict", "spec_terms", "features", "from_dict",
+           "stage_terms", "stage_tables", "stage_rows", "rows", "family_for", "parse_ms", "predict", "spec_terms", "features", "from_dict",
            "to_dict", "FEATURES", "MODEL_VERSION", "describe_kind", "kind_group"]

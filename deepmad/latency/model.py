@@ -10,7 +10,6 @@ batch, channels-last, torch / onnxruntime versions, CPU), ``grid`` and ``measure
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -120,8 +119,9 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
     """The coefficients of a family from measured parts (blocks, stems, heads, tails: their features and ms),
     then, given measured whole networks (spec, features, ms), a correction for what the parts measured alone
     miss (weights and activations that are cold in a whole network, the fixed cost of a forward pass):
-    predicted = a · Σ parts + b, a and b >= 0, fitted on the networks, folded into the coefficients (every θ
-    times a, ``net`` = b), so the model stays a posynomial. Returns the family and its fit record."""
+    predicted = a · Σ parts + b, a and b >= 0, fitted on the networks (``correction``: kept only where it
+    predicts left-out networks better), folded into the coefficients (every θ times a, ``net`` = b), so the
+    model stays a posynomial. Returns the family and its fit record."""
     keys = sorted({k for f, _ in parts for k in f} | {k for _, f, _ in networks for k in f})
     kinds = sorted({k for k, _ in keys} | {"net"})
     A = np.array([[f.get(k, 0.0) for k in keys] for f, _ in parts])
@@ -138,17 +138,38 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
         tn = np.array([ms for _, _, ms in networks])
         p = N @ np.array([theta[k] for k in keys])
         record["networks_uncorrected"] = errors(p, tn)
-        a, b = _nnls_relative(np.column_stack([p, np.ones_like(p)]), tn)
-        if a <= 0:  # degenerate (networks of one size): keep the parts' scale
-            a, b = 1.0, 0.0
+        a, b, loo = correction(p, tn)
+        record["correction"] = {"scale": float(a), "overhead_ms": float(b), "applied": bool(a != 1.0 or b != 0.0),
+                                "leave_one_out": loo}
         theta = {k: v * a for k, v in theta.items()}
         theta[("net", "one")] = theta.get(("net", "one"), 0.0) + b
-        record["correction"] = {"scale": float(a), "overhead_ms": float(b)}
         fam = family(theta)
         model = LatencyModel((fam,))
         record["networks"] = errors([predict(model, spec).total for spec, _, _ in networks], tn)
         return fam, record
     return family(theta), record
+
+
+def correction(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float, dict]:
+    """(a, b) >= 0 with measured ≈ a · parts + b (NNLS, relative errors), kept only if it predicts networks it
+    was not fitted on better than no correction: leave-one-out over the networks, median |error| with and
+    without it (with a few noisy measurements, a correction can be a fit of their noise). (1, 0) otherwise."""
+    X = np.column_stack([parts, np.ones_like(parts)])
+    n = len(parts)
+    if n < 4:
+        return 1.0, 0.0, {"count": n}
+    held = []
+    for i in range(n):
+        keep = np.arange(n) != i
+        a, b = _nnls_relative(X[keep], measured[keep])
+        held.append(a * parts[i] + b if a > 0 else parts[i])
+    with_c = float(np.median(np.abs(np.array(held) / measured - 1)))
+    without = float(np.median(np.abs(parts / measured - 1)))
+    loo = {"count": n, "median_with": with_c, "median_without": without}
+    a, b = _nnls_relative(X, measured)
+    if a <= 0 or with_c >= without:
+        return 1.0, 0.0, loo
+    return float(a), float(b), loo
 
 
 def describe_fit(fit: dict[str, Any] | None) -> str:
@@ -164,14 +185,11 @@ def describe_fit(fit: dict[str, Any] | None) -> str:
     out = f"parts {one(fit.get('parts'))}"
     if fit.get("networks"):
         c = fit.get("correction") or {}
-        out += (f"; networks {one(fit.get('networks'))} (x{c.get('scale', 1):.3f} + {c.get('overhead_ms', 0):.3g} ms"
-                f" over the parts)")
+        how = (f"x{c.get('scale', 1):.3f} + {c.get('overhead_ms', 0):.3g} ms over the parts" if c.get("applied", True)
+               else "no correction: it did not predict held-out networks better")
+        out += f"; networks {one(fit.get('networks'))} ({how})"
     return out
 
 
-def is_finite_model(model: LatencyModel) -> bool:
-    return all(math.isfinite(v) for f in model.families for _, vs in f.coef for v in vs)
-
-
-__all__ = ["read", "load", "save", "as_model", "mismatches", "warn_if_foreign", "fit_family", "errors", "describe_fit",
-           "LatencyModelWarning", "LatencyModelError"]
+__all__ = ["read", "load", "save", "as_model", "mismatches", "warn_if_foreign", "fit_family", "correction",
+           "errors", "describe_fit", "LatencyModelWarning", "LatencyModelError"]
