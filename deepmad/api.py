@@ -7,14 +7,16 @@ and budgets with the presets' default layouts) into a ``budget.Problem`` and han
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from typing import Any, Sequence
 
 from .core.analysis import Analysis, Row, analyze_spec, parse_alpha, parse_beta, usage
 from .core.budget import Budget, Problem, Space, parse_count
-from .core.exact import SOLVERS, _positive, _positive_int, prove, resolve, solve  # noqa: F401 (re-exported)
+from .core.exact import SOLVERS, _positive, _positive_int, resolve, solve  # noqa: F401 (re-exported)
 from .core.presets import PRESETS, preset as _preset
 from .core.reference import REFERENCE
+from .core.result import DeepMADWarning
 from .core.spec import BLOCKS, Spec
 from .core.theory import BETA
 
@@ -106,20 +108,30 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
            rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
            alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
-           solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None,
-           bound_nodes: int | None = None):
+           solver: str = "lns", seed: int | None = None, candidates: int | None = None,
+           time_limit: float | None = None, bound_nodes: int | None = None, gap_tol: float = 0.0, progress=None):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
-    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs); bound_nodes
-    to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). Returns a
-    ``deepmad.core.solver.Design``; raises ValueError (``solver.Infeasible`` for budgets no design meets).
+    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs). The design is
+    the proven optimum unless the proof stops first: bound_nodes (default ``bound.BOUND_NODES``; 0: no proof,
+    gap None), gap_tol (stop once the gap is at most this, relative) or time_limit (seconds) end it, and the
+    design's ``status`` says which. seed and candidates apply to the evolutionary baseline only.
+    ``progress(nodes, bound, incumbent)`` is called while the proof runs. Returns a
+    ``deepmad.core.result.Design``; raises ValueError (``result.Infeasible`` when it is proven that no design
+    meets the budgets, ``result.NotFound`` when none was found without such a proof).
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
                    max_channels=max_channels, kernels=kernels)
-    return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit,
-                 bound_nodes=bound_nodes)
+    if solver in SOLVERS and solver != "evolution":
+        for name, value in (("seed", seed), ("candidates", candidates)):
+            if value is not None:
+                warnings.warn(f"{name}: applies to the evolutionary baseline only (solver='evolution'); ignored by "
+                              f"{solver}", DeepMADWarning, stacklevel=2)
+    return solve(prob, solver=solver, seed=0 if seed is None else seed,
+                 candidates=500_000 if candidates is None else candidates, time_limit=time_limit,
+                 bound_nodes=bound_nodes, gap_tol=gap_tol, progress=progress)
 
 
 def analyze_design(d) -> Analysis:

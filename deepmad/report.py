@@ -113,13 +113,17 @@ def analysis_text(a: Analysis) -> str:
     return _lines(title, a, summary(a))
 
 
-def gap_text(gap: float | None) -> str:
-    """'0 (proven optimal)', '1.23%' or 'not proven'."""
+STOPPED = {"gap_limit": "stopped at the gap tolerance", "node_limit": "stopped at the node limit",
+           "time_limit": "stopped at the time limit"}
+
+
+def gap_text(gap: float | None, status: str | None = None) -> str:
+    """'0 (proven optimal)', '1.23% (stopped at the node limit)' or 'not proven'."""
     if gap is None:
         return "not proven"
     if gap == 0:
         return "0 (proven optimal)"
-    return f"{100 * gap:.3g}%"
+    return f"{100 * gap:.3g}%" + (f" ({STOPPED[status]})" if status in STOPPED else "")
 
 
 def design_text(d, a: Analysis) -> str:
@@ -129,8 +133,9 @@ def design_text(d, a: Analysis) -> str:
              f"{sp.n} stages, rho0 {bu.rho0:g}")
     extra = summary(a, bu) + [
         ("solver", f"{d.solver}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored"),
-        ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch and bound over "
-            f"{getattr(d, 'bound_nodes', 0):,} nodes")),
+        ("gap", gap_text(d.gap, d.status) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch "
+            f"and bound over {d.bound_nodes:,} nodes")),
+        ("status", d.status if d.bound is not None else "not proven (--bound-nodes 0)"),
     ]
     return _lines(title, a, extra)
 
@@ -147,8 +152,8 @@ def budget_json(bu) -> dict[str, Any]:
 
 def design_json(d, a: Analysis) -> dict[str, Any]:
     """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved."""
-    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound,
-            "bound_nodes": getattr(d, "bound_nodes", 0), "seconds": d.seconds,
+    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "status": d.status,
+            "bound_nodes": d.bound_nodes, "seconds": d.seconds,
             "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
             "usage": usage(a, d.problem.budget)}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -58,8 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepmad: error: a command is required: {', '.join(handlers)} (see 'deepmad --help')",
               file=sys.stderr)
         return 2
+    from ..core.result import DeepMADWarning
+
     try:
-        out = handlers[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeepMADWarning)
+            try:
+                out = handlers[args.command](args)
+            finally:
+                for w in caught:  # ignored options, budgets that cannot bind: one line each, on stderr
+                    if issubclass(w.category, DeepMADWarning):
+                        print(f"deepmad: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"deepmad: error: {msg}", file=sys.stderr)

@@ -57,7 +57,7 @@ import numpy as np
 
 from . import budget as bud
 from .budget import Problem
-from .result import Design, Infeasible
+from .result import Design, Infeasible, NotFound
 
 CHANNEL_FACTORS = (1.5, 1.25, 0.8, 0.6, 0.5)  # TinyNAS space_k1kxk1 search_channel_list
 MBCONV_CHANNEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))  # np.arange(0.5, 2.01, 0.1)
@@ -120,7 +120,9 @@ def _smallest(s: _Space) -> np.ndarray:
 
 
 def _seed(problem: Problem, s: _Space) -> np.ndarray:
-    """The cheapest feasible network of the uniform ladder; Infeasible when there is none."""
+    """The cheapest feasible network of the uniform ladder; Infeasible when no network of the space meets the
+    FLOPs and params budgets (proven: the costs grow with every variable), NotFound when none of the ladder meets
+    rho0 too."""
     sp, bu = s.sp, problem.budget
     ts = np.arange(s.step, sp.max_channels + 1, s.step, dtype=np.int64)
     t, stem_hi, high, kmax = (a.ravel() for a in np.meshgrid(ts, [False, True], [False, True], [False, True],
@@ -160,7 +162,7 @@ def _seed(problem: Problem, s: _Space) -> np.ndarray:
     else:
         need = (f"no uniform depth-1 network of the space reaches rho <= {bu.rho0:g}: the lowest is "
                 f"{float(sc.rho.min()):.4g}")
-    raise Infeasible(f"{problem.name or 'problem'}: rho0 budget {bu.rho0:g} is below {rho:.4g}, the rho of the "
+    raise NotFound(f"{problem.name or 'problem'}: rho0 budget {bu.rho0:g} is below {rho:.4g}, the rho of the "
                      f"smallest network, and {need}; FLOPs budget {_fmt(bu.flops)}, params budget "
                      f"{_fmt(bu.params)}: the evolution found no feasible start; {what}")
 

@@ -63,7 +63,7 @@ import numpy as np
 
 from .budget import Problem, Space, bounds, columns, evaluate, in_space, to_spec
 from .evolution import evolve
-from .result import Design, Infeasible
+from .result import Design, Infeasible, NotFound
 
 PAIR_STEPS = (1, 2, 4, 8, 16, 32)  # grid steps of the two-variable channel moves
 DEPTH_STEPS = (-2, -1, 1, 2)  # depth steps of the two-variable moves
@@ -565,19 +565,19 @@ def polisher(problem: Problem):
     return polish
 
 
-def infeasible_message(problem: Problem) -> str:
-    """Why nothing fits: the budgets the cheapest network of the space needs."""
+def over_budget(problem: Problem) -> str | None:
+    """Why no network of the space meets the FLOPs or params budget, or None when its smallest network does: the
+    smallest network's costs are the least of any (every cost grows with every variable), so this is a proof."""
     s = evaluate(problem, smallest(problem)[None])
     b = problem.budget
     parts = []
     if s.macs[0] > b.flops:
-        parts.append(f"flops budget {b.flops:.4g} is below the {s.macs[0]:.4g} MACs of the smallest network")
+        parts.append(f"flops: the budget {b.flops:.4g} is below {s.macs[0]:.4g}, the fewest MACs of any network of "
+                     f"this space (its smallest)")
     if s.params[0] > b.params:
-        parts.append(f"params budget {b.params:.4g} is below the {s.params[0]:.4g} params of the smallest network")
-    if parts:
-        return "infeasible budgets: " + "; ".join(parts) + " this space allows"
-    return (f"no design of this space meets rho <= {b.rho0:g} within the budgets (the smallest network has "
-            f"rho {s.rho[0]:.3g}); raise rho0 or the budgets")
+        parts.append(f"params: the budget {b.params:.4g} is below {s.params[0]:.4g}, the fewest params of any "
+                     f"network of this space (its smallest)")
+    return "no design meets the budgets: " + "; ".join(parts) if parts else None
 
 
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,
@@ -586,9 +586,9 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     same design, unless time_limit (seconds) cuts the search short. seed: of the kicks' random generator;
     seed_candidates > 0 adds the best row of ``evolution.evolve(problem, seed_candidates, seed=0)`` as a start."""
     t0 = time.perf_counter()
-    s = evaluate(problem, smallest(problem)[None])
-    if s.macs[0] > problem.budget.flops or s.params[0] > problem.budget.params:
-        raise Infeasible(infeasible_message(problem))
+    why = over_budget(problem)
+    if why:
+        raise Infeasible(why)
     search = _Search(problem, t0 + (time_limit if time_limit else math.inf))
     first = starts(problem, n_starts, search)
     if seed_candidates:
@@ -596,7 +596,7 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
             e = evolve(problem, candidates=seed_candidates, seed=0)
             first.append((np.array(e.x), e.objective))
             search.scored += e.evaluated
-        except Infeasible:
+        except (Infeasible, NotFound):
             pass
     best, best_f = first[0]
     for x0, f0 in first:
@@ -613,9 +613,10 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     final = evaluate(problem, best[None])
     if not (final.feasible[0] and in_space(problem, best[None])[0]):
         if time.perf_counter() >= search.deadline:
-            raise Infeasible(f"no design meeting the budgets was found within the time limit of {time_limit:g} s; "
-                             f"allow more time")
-        raise Infeasible(infeasible_message(problem))
+            raise NotFound(f"the search found no design within the budgets in the time limit of {time_limit:g} s; "
+                           f"allow more time")
+        raise NotFound("the search found no design within the budgets (that none exists is not proven: "
+                       "run the branch and bound, bound_nodes > 0)")
     # The search's design; deepmad.core.exact.solve adds the proven bound and gap (deepmad/core/bound.py).
     objective = float(final.objective[0])
     bound, gap = None, None
