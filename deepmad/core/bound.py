@@ -23,7 +23,15 @@ only enlarge the feasible set, so every LP optimum is itself a valid bound. The 
 the segment from the box's cheapest design to the LP point leaves the budget (the supporting-hyperplane
 method), one per stage of each budget (every stage's cost has its own epigraph variable), so the polyhedral
 model is good after a few rounds: up to 8 x 10 rounds at the root, 3 at every other box, whose children
-inherit the cuts tight at its LP point.
+inherit the cuts active at its LP point and start the dual simplex from its final basis (the box rows keep one
+structure, and only rows with basic slacks are dropped, so the basis stays a basis: ~12 pivots a child instead
+of ~30 from scratch).
+
+Two ways of narrowing a box use the incumbent (no design that beats it is lost): reduced-cost fixing at every
+box (a column at a bound with reduced cost d cannot leave it by more than (LP value − incumbent)/|d|), and at
+the root, optimization-based bound tightening (the least and largest value of every depth and log channel count
+over the relaxation with the objective held at the incumbent's; ``ROOT_NARROWING`` rounds, each on the tighter
+box): on deepmad-mb it shrinks every depth range from 1..30 to at most 1..8.
 
 Best-first branch and bound. A box is split where its relaxation is loosest at the LP point: the McCormick
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
@@ -32,9 +40,11 @@ integrality (a fractional depth or channel count), a stride-1 stage whose LP poi
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
-descent); a better design becomes the incumbent (``Bound.row``), which prunes more. It stops when the largest
-open bound is within ``tol`` of the incumbent or at its node (or time) limit; every max(largest open bound,
-incumbent) along the way is valid, and it returns the smallest. With a node limit only, it is deterministic.
+descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
+the largest open bound is at most the incumbent (status ``optimal``), within ``gap_tol`` of it (``gap_limit``),
+or at its node or time limit; every max(largest open bound, incumbent) along the way is valid, and it returns
+the smallest. With no incumbent and no open box left, nothing is feasible (``infeasible``: a proof). With a node
+limit only, it is deterministic.
 
 Scope: designs whose depth variance exceeds ``var_cap`` are left out (it keeps the LPs well scaled):
 max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 0). Their penalty alone,
@@ -42,9 +52,8 @@ max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured (benchmarks/solve.py on this project's 2-core machine): at the default 120 nodes (about half a
-second) gaps of 0.4-2.8% on the nine presets; with 200-1,000 nodes (1-3 s) three presets are proven optimal
-and the others are within 0.1% (deepmad-mb: 0.4%).
+Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum
+and the ratio to the evolutionary baseline's time.
 """
 from __future__ import annotations
 
@@ -66,8 +75,8 @@ VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
 NODE_ITERS = 3  # rounds of cuts at every other box
-POLISH_EVERY = 8
-ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)  # at most one primal heuristic per this many boxes
+POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
+ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 
 
 @dataclass(frozen=True)
@@ -754,13 +763,13 @@ class BranchAndBound:
             yield [_with(node, "z", v, (a, mid)), _with(node, "z", v, (mid + 1, b))]
 
     def _polish(self, node: Node, v: np.ndarray) -> None:
-        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time its depths
-        and kernels come up, hand it to the primal heuristic; a better design becomes the incumbent."""
+        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time that row comes
+        up, hand it to the primal heuristic; a better design becomes the incumbent."""
         R, sp, n, st = self.R, self.sp, self.sp.n, self.sp.step
         z = [min(max(round(math.exp(v[j]) / st), a), b) * st for j, (a, b) in enumerate(node.z)]
         ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
         L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
-        key = tuple(ks + L)
+        key = tuple(z + ks + L)
         if key in self.tried:
             return
         self.tried.add(key)
