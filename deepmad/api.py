@@ -59,10 +59,19 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
             rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
             alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
             max_depth: int | None = None, max_channels: int | None = None,
-            kernels: Sequence[int] | None = None) -> Problem:
-    """The design problem of a preset (with overrides) or of a block family and budgets."""
+            kernels: Sequence[int] | None = None, multiscale: bool = True,
+            allow_decreasing: bool = False) -> Problem:
+    """The design problem of a preset (with overrides) or of a block family and budgets.
+
+    The paper's guidelines (Sec. 4.2) as switches: ``multiscale=False`` drops guideline 1 (the objective's
+    entropy is Eq. 4 of the whole network, the last scale's H alone: α = (0, ..., 0, 1)); ``beta=0`` drops
+    guideline 2 (no depth penalty); ``allow_decreasing=True`` drops guideline 3 (channels need not grow)."""
     alpha = parse_alpha(alpha)
+    if not multiscale and alpha is not None:
+        raise ValueError("alpha: multiscale=False (--no-multiscale) sets alpha to (0, ..., 0, 1); give one or the other")
     over = {}
+    if allow_decreasing:
+        over["ordered"] = False
     if resolution is not None:
         over["resolution"] = _positive_int(resolution, "resolution")
     if strides is not None:
@@ -98,6 +107,9 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         budget = Budget(flops, params, rho, alpha, parse_beta(beta), True if classifier is None else bool(classifier))
         name = f"deepmad-{block}"
     prob = Problem(space, budget, name=name)
+    if not multiscale:  # guideline 1 off: the entropy of the last scale only (Eq. 4 of the whole network)
+        m = len(space.scale_ends())
+        prob = replace(prob, budget=replace(budget, alpha=(0.0,) * (m - 1) + (1.0,)))
     prob.alpha  # raises a ValueError naming alpha when it does not fit the layout's scales
     return prob
 
@@ -107,17 +119,19 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
            alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
            solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None,
-           bound_nodes: int | None = None):
+           bound_nodes: int | None = None, multiscale: bool = True, allow_decreasing: bool = False):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
     224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs); bound_nodes
     to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). Returns a
     ``deepmad.core.solver.Design``; raises ValueError (``solver.Infeasible`` for budgets no design meets).
+    multiscale=False and allow_decreasing=True switch guidelines 1 and 3 off (see ``problem``), beta=0 guideline 2.
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
-                   max_channels=max_channels, kernels=kernels)
+                   max_channels=max_channels, kernels=kernels, multiscale=multiscale,
+                   allow_decreasing=allow_decreasing)
     return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit,
                  bound_nodes=bound_nodes)
 

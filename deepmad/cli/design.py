@@ -48,8 +48,11 @@ def add_commands(sub) -> None:
                         "design (default 120, about half a second; more nodes, a tighter gap; 0 skips it: the full "
                         "search alone, gap 'not proven')")
     _scoring(d)
+    guideline_flags(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
-    d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
+    d.add_argument("--report", metavar="FILE.html", help="write the design as one self-contained HTML page "
+                   "(diagram, stages, budget bars, gap; needs matplotlib: deepmad[plot])")
+    d.add_argument("--force", action="store_true", help="overwrite the -o / --report file if it exists")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
     a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file",
@@ -70,6 +73,15 @@ def add_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def guideline_flags(p: argparse.ArgumentParser) -> None:
+    """--no-multiscale and --allow-decreasing (guidelines 1 and 3 off; --beta 0 is guideline 2 off)."""
+    p.add_argument("--no-multiscale", action="store_true",
+                   help="guideline 1 off: the entropy of the last scale only (alpha 0,...,0,1: Eq. 4 of the whole "
+                        "network)")
+    p.add_argument("--allow-decreasing", action="store_true",
+                   help="guideline 3 off: channels need not grow from stage to stage (--beta 0: guideline 2 off)")
+
+
 def _scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_alpha, help="one weight per down-sampling scale (default 1,...,1,8)")
     p.add_argument("--beta", type=float, help="depth-penalty weight (default 10)")
@@ -77,16 +89,16 @@ def _scoring(p: argparse.ArgumentParser) -> None:
                    help="leave the classifier out of params and FLOPs (backbone-only budgets)")
 
 
-def _check_output(path: str, force: bool) -> None:
+def _check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec file path") -> None:
     if os.path.isdir(path):
-        raise ValueError(f"-o {path}: is a directory, expected a spec file path")
+        raise ValueError(f"{flag} {path}: is a directory, expected {what}")
     if os.path.exists(path) and not force:
-        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
+        raise ValueError(f"{flag} {path}: file exists; use --force to overwrite it")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise ValueError(f"-o {path}: directory {parent} does not exist")
+        raise ValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {path}: directory {parent} is not writable")
+        raise ValueError(f"{flag} {path}: directory {parent} is not writable")
 
 
 def _design(args) -> str:
@@ -95,13 +107,19 @@ def _design(args) -> str:
 
     if args.output:
         _check_output(args.output, args.force)
+    if args.report:
+        from ..studies.plots import _plt
+
+        _check_output(args.report, args.force, "--report", "an .html file path")
+        _plt()  # matplotlib missing: one line before the solve
     if args.preset is None and args.block is None:
         raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
     d = api.design(args.preset, block=args.block, flops=args.flops, params=args.params, rho=args.rho,
                    resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
                    classifier=False if args.no_classifier else None, max_depth=args.max_depth,
                    max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
-                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes)
+                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes,
+                   multiscale=not args.no_multiscale, allow_decreasing=args.allow_decreasing)
     an = api.analyze_design(d)
     out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
     if args.output:
@@ -112,6 +130,17 @@ def _design(args) -> str:
             raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
         if not args.json:
             out += f"\nspec written to {args.output}\n"
+    if args.report:
+        from ..core.spec import write_atomic
+        from ..studies.page import design_page
+
+        _check_output(args.report, args.force, "--report", "an .html file path")
+        try:
+            write_atomic(args.report, design_page(d, an))
+        except OSError as e:
+            raise ValueError(f"--report {args.report}: cannot write ({e.strerror or e})") from None
+        if not args.json:
+            out += f"\nreport written to {args.report}\n"
     return out
 
 
