@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from typing import Any, Sequence
 
+from .core import mlp
 from .core.analysis import Analysis, Row, analyze_spec, parse_alpha, parse_beta, usage
 from .core.budget import Budget, Problem, Space, parse_count
 from .core.exact import SOLVERS, _positive, _positive_int, prove, resolve, solve  # noqa: F401 (re-exported)
@@ -38,7 +39,10 @@ def analyze(target: Spec | str | os.PathLike, alpha: Sequence[float] | None = No
     alpha (default (1, ..., 1, 8)), beta and classifier set how the network is scored and counted.
     """
     alpha, beta = parse_alpha(alpha), parse_beta(beta)  # bad weights fail before a preset is designed
-    return analyze_spec(resolve(target), alpha, beta, classifier)
+    spec = target if isinstance(target, mlp.MLPSpec) else resolve(target)
+    if isinstance(spec, mlp.MLPSpec):  # Section 3: entropy (Eq. 1) and rho of an MLP
+        return mlp.analyze(spec)
+    return analyze_spec(spec, alpha, beta, classifier)
 
 
 # ---------------------------------------------------------------------------------------------- design
@@ -136,6 +140,19 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
                  bound_nodes=bound_nodes)
 
 
+def design_mlp(inputs: int, outputs: int, params: Any, rho: float, *, max_depth: int | None = None,
+               max_width: int | None = None, step: int | None = None, bias: bool = True, act: str = "relu",
+               name: str = "deepmad-mlp") -> mlp.MLPDesign:
+    """Design an MLP (Section 3): the largest entropy of Eq. 1 within a params budget and ρ0, exact
+    (``deepmad.core.mlp.solve``). params takes numbers or strings like '1M'."""
+    kw = {k: v for k, v in (("max_depth", max_depth), ("max_width", max_width), ("step", step)) if v is not None}
+    for k, v in (("inputs", inputs), ("outputs", outputs), *kw.items()):
+        _positive_int(v, k)
+    prob = mlp.MLPProblem(inputs, outputs, parse_count(params, "params"), _positive(rho, "rho"), bias=bias, act=act,
+                          name=name, **kw)
+    return mlp.solve(prob)
+
+
 def analyze_design(d) -> Analysis:
     """The analysis of a design, under its own problem's α, β and classifier convention."""
     bu = d.problem.budget
@@ -152,5 +169,5 @@ def list_networks() -> list[str]:
     return list(REFERENCE)
 
 
-__all__ = ["design", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage",
+__all__ = ["design", "design_mlp", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage",
            "Analysis", "Row", "LAYOUTS", "SOLVERS", "list_presets", "list_networks"]

@@ -28,7 +28,10 @@ def add_commands(sub) -> None:
     d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",
                        epilog=EPILOG_DESIGN, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--preset", help="a built-in problem (see 'deepmad presets'); budget flags override it")
-    d.add_argument("--block", help="block family: basic, bottleneck or mbconv")
+    d.add_argument("--block", help="block family: basic, bottleneck or mbconv; or mlp (Section 3: with --inputs, "
+                                   "--outputs, --params, --rho)")
+    d.add_argument("--inputs", type=int, help="mlp only: input dimension")
+    d.add_argument("--outputs", type=int, help="mlp only: output dimension")
     d.add_argument("--flops", help="multiply-accumulate budget, e.g. 1.8G")
     d.add_argument("--params", help="parameter budget, e.g. 11.7M")
     d.add_argument("--rho", type=float, help="effectiveness bound rho0, e.g. 0.3 (ResNet blocks), 0.5 (MBConv)")
@@ -105,6 +108,13 @@ def _design(args) -> str:
     from .. import api, report
     from ..core.spec import save
 
+    if args.block == "mlp":
+        from . import mlp
+
+        return mlp.design(args)
+    for flag, value in (("--inputs", args.inputs), ("--outputs", args.outputs)):
+        if value is not None:
+            raise ValueError(f"{flag}: applies to --block mlp only")
     if args.output:
         _check_output(args.output, args.force)
     if args.report:
@@ -155,6 +165,10 @@ def _analyze(args) -> str:
                 raise ValueError(f"{flag}: applies to --torch models only (a spec sets its own resolution and "
                                  f"input channels)")
         an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
+        if not hasattr(an, "stem"):  # an MLP spec file (Section 3)
+            from . import mlp
+
+            return mlp.analysis(an, args)
         return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
 
     # --torch MODULE:CALLABLE: trace the module (deepmad.models.trace); torch is imported here only
