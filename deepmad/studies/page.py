@@ -37,7 +37,8 @@ def _svg(a: Analysis, title: str) -> str:
 
     svg = draw(a, fmt="svg", title=title).decode("utf-8")
     start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
+    svg = svg[start:] if start >= 0 else svg
+    return re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)  # matplotlib's RDF block: nothing to show
 
 
 def _bars(a: Analysis, budget) -> str:
