@@ -94,9 +94,12 @@ def _sweep(args) -> str:
     out = args.out or f"sweep-{name}-{quantity}"
     plot = not args.no_plot
     if plot:
-        from ..studies.plots import _plt
+        import importlib.util
 
-        _plt()  # matplotlib missing: one line now, not after the solves
+        if importlib.util.find_spec("matplotlib") is None:  # the designs and the JSON still come
+            print("deepmad: note: no sweep.png without matplotlib (pip install 'deepmad[plot]'); --no-plot "
+                  "silences this", file=sys.stderr)
+            plot = False
     labels = [S.label(quantity, v) for v in values]
     paths = S.targets(name, quantity, labels, out, plot)
     S.check_out(paths, args.force)
