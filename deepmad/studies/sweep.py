@@ -121,7 +121,7 @@ def parse_values(quantity: str, text: str | Sequence) -> list:
 
 def label(quantity: str, value: Any) -> str:
     if quantity == "flops":
-        return f"{value:.4g}"
+        return f"{value / 1e9:.4g}G" if value >= 1e9 else f"{value / 1e6:.4g}M"
     if quantity in ("rho", "alpha5"):
         return f"{value:g}"
     return str(value)
@@ -139,7 +139,10 @@ def problems(quantity: str, values: Sequence, preset: str | None = None, **kw) -
                          "--allow-decreasing")
     if quantity in kw:
         raise ValueError(f"{quantity}: it is the swept quantity; give its values once")
-    base = api.problem(preset, **kw)  # checks the fixed part once (a clear error before any solve)
+    first = {quantity: values[0]} if quantity in ("rho", "flops", "resolution") else {}
+    base = api.problem(preset, **kw, **first)  # checks the fixed part once (a clear error before any solve)
+    if quantity == "flops" and preset is not None:
+        base = api.problem(preset, **kw)  # the preset's own params/FLOPs ratio scales the family
     out = []
     for v in values:
         over = dict(kw)

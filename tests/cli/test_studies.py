@@ -109,6 +109,11 @@ def test_sweep_flops_family_scales_params_and_resolution(tmp_path):
     a, b = doc["designs"]
     assert a["budget"]["params"] == pytest.approx(11.69e6 * 0.9e9 / 1.82e9) and b["budget"]["params"] == 11.69e6
     assert b["paper"] and not a["paper"]  # only the preset's own budgets are a printed row
+    assert [d["label"] for d in doc["designs"]] == ["900M", "1.82G"]
+    doc = sweep_json(tmp_path / "b", "--block", "basic", "--flops", "300M,0.6G", "--params", "5M", "--rho", "0.3",
+                     "--bound-nodes", "10")  # a block family: --params fixed
+    assert [d["budget"]["params"] for d in doc["designs"]] == [5e6, 5e6] and doc["name"] == "deepmad-basic"
+    assert doc["designs"][0]["spec_file"].endswith("deepmad-basic-flops-300M.yaml")
     doc = sweep_json(tmp_path / "r", "--preset", "deepmad-29m", "--resolution", "224,288", "--bound-nodes", "10")
     assert [d["resolution"] for d in doc["designs"]] == [224, 288]
     assert [d["paper"][0]["acc"] for d in doc["designs"]] == [82.5, 82.8]  # Table 3
