@@ -149,6 +149,8 @@ def _draw(args) -> str:
     _check_picture(args.output, args.force)
     _plt()
     a = api.analyze(args.target)
+    if not hasattr(a, "stem"):
+        raise ValueError(f"draw: {args.target} is an MLP spec; MLPs are not drawn (deepmad analyze shows their layers)")
     _check_picture(args.output, args.force)  # again: the file may have appeared meanwhile
     try:
         draw(a, args.output, fmt)

@@ -227,6 +227,7 @@ def test_design_mlp_json_and_spec_file(tmp_path):
     assert json.loads(r.stdout)["entropy"] == j["entropy"]
     r = cli("analyze", str(out))
     assert r.returncode == 0 and "Eq. 1" in r.stdout
+    assert "MLP" in one_line_error(cli("draw", str(out), "-o", str(tmp_path / "m.png")))
 
 
 @pytest.mark.parametrize("argv, what", [
