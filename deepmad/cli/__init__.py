@@ -1,7 +1,7 @@
 """The ``deepmad`` command.
 
-One module per command group: ``design`` (design, analyze, presets; no torch), ``models`` (summary, export)
-and ``train`` (train, eval, study). Each has ``add_commands(sub)``, which adds its subparsers, and
+One module per command group: ``design`` (design, analyze, presets; no torch), ``studies`` (sweep, draw; no
+torch), ``models`` (summary, export) and ``train`` (train, eval, study). Each has ``add_commands(sub)``, which adds its subparsers, and
 ``COMMANDS``, a dict from command name to a handler ``handler(args) -> str`` (the text to print; ValueError
 for bad input). No group imports torch at import time: the design commands load them all.
 
@@ -17,9 +17,9 @@ import warnings
 from typing import Sequence
 
 from .. import __version__
-from . import design, models, train
+from . import design, models, studies, train
 
-GROUPS = (design, models, train)
+GROUPS = (design, studies, models, train)
 
 
 class UsageError(Exception):

@@ -31,7 +31,10 @@ def add_commands(sub) -> None:
     d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",
                        epilog=EPILOG_DESIGN, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--preset", help="a built-in problem (see 'deepmad presets'); budget flags override it")
-    d.add_argument("--block", help="block family: basic, bottleneck or mbconv")
+    d.add_argument("--block", help="block family: basic, bottleneck or mbconv; or mlp (Section 3: with --inputs, "
+                                   "--outputs, --params, --rho)")
+    d.add_argument("--inputs", type=int, help="mlp only: input dimension")
+    d.add_argument("--outputs", type=int, help="mlp only: output dimension")
     d.add_argument("--flops", help="multiply-accumulate budget, e.g. 1.8G")
     d.add_argument("--params", help="parameter budget, e.g. 11.7M")
     d.add_argument("--rho", type=float, help="effectiveness bound rho0, e.g. 0.3 (ResNet blocks), 0.5 (MBConv)")
@@ -56,8 +59,11 @@ def add_commands(sub) -> None:
                         "until the design is proven optimal)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr during a long proof")
     _scoring(d)
+    guideline_flags(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
-    d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
+    d.add_argument("--report", metavar="FILE.html", help="write the design as one self-contained HTML page "
+                   "(diagram, stages, budget bars, gap; needs matplotlib: deepmad[plot])")
+    d.add_argument("--force", action="store_true", help="overwrite the -o / --report file if it exists")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
     a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file",
@@ -78,6 +84,15 @@ def add_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def guideline_flags(p: argparse.ArgumentParser) -> None:
+    """--no-multiscale and --allow-decreasing (guidelines 1 and 3 off; --beta 0 is guideline 2 off)."""
+    p.add_argument("--no-multiscale", action="store_true",
+                   help="guideline 1 off: the entropy of the last scale only (alpha 0,...,0,1: Eq. 4 of the whole "
+                        "network)")
+    p.add_argument("--allow-decreasing", action="store_true",
+                   help="guideline 3 off: channels need not grow from stage to stage (--beta 0: guideline 2 off)")
+
+
 def _scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_alpha, help="one weight per down-sampling scale (default 1,...,1,8)")
     p.add_argument("--beta", type=float, help="depth-penalty weight (default 10)")
@@ -85,16 +100,16 @@ def _scoring(p: argparse.ArgumentParser) -> None:
                    help="leave the classifier out of params and FLOPs (backbone-only budgets)")
 
 
-def _check_output(path: str, force: bool) -> None:
+def _check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec file path") -> None:
     if os.path.isdir(path):
-        raise ValueError(f"-o {path}: is a directory, expected a spec file path")
+        raise ValueError(f"{flag} {path}: is a directory, expected {what}")
     if os.path.exists(path) and not force:
-        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
+        raise ValueError(f"{flag} {path}: file exists; use --force to overwrite it")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise ValueError(f"-o {path}: directory {parent} does not exist")
+        raise ValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {path}: directory {parent} is not writable")
+        raise ValueError(f"{flag} {path}: directory {parent} is not writable")
 
 
 @contextlib.contextmanager
@@ -127,8 +142,20 @@ def _design(args) -> str:
     from .. import api, report
     from ..core.spec import save
 
+    if args.block == "mlp":
+        from . import mlp
+
+        return mlp.design(args)
+    for flag, value in (("--inputs", args.inputs), ("--outputs", args.outputs)):
+        if value is not None:
+            raise ValueError(f"{flag}: applies to --block mlp only")
     if args.output:
         _check_output(args.output, args.force)
+    if args.report:
+        from ..studies.plots import _plt
+
+        _check_output(args.report, args.force, "--report", "an .html file path")
+        _plt()  # matplotlib missing: one line before the solve
     if args.preset is None and args.block is None:
         raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
     with _proof_progress(enabled=not (args.json or args.quiet)) as progress:
@@ -137,7 +164,8 @@ def _design(args) -> str:
                        classifier=False if args.no_classifier else None, max_depth=args.max_depth,
                        max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
                        candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes,
-                       gap_tol=args.gap_tol, progress=progress)
+                       gap_tol=args.gap_tol, progress=progress, multiscale=not args.no_multiscale,
+                       allow_decreasing=args.allow_decreasing)
     an = api.analyze_design(d)
     out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
     if args.output:
@@ -148,6 +176,17 @@ def _design(args) -> str:
             raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
         if not args.json:
             out += f"\nspec written to {args.output}\n"
+    if args.report:
+        from ..core.spec import write_atomic
+        from ..studies.page import design_page
+
+        _check_output(args.report, args.force, "--report", "an .html file path")
+        try:
+            write_atomic(args.report, design_page(d, an))
+        except OSError as e:
+            raise ValueError(f"--report {args.report}: cannot write ({e.strerror or e})") from None
+        if not args.json:
+            out += f"\nreport written to {args.report}\n"
     return out
 
 
@@ -162,6 +201,10 @@ def _analyze(args) -> str:
                 raise ValueError(f"{flag}: applies to --torch models only (a spec sets its own resolution and "
                                  f"input channels)")
         an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
+        if not hasattr(an, "stem"):  # an MLP spec file (Section 3)
+            from . import mlp
+
+            return mlp.analysis(an, args)
         return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
 
     # --torch MODULE:CALLABLE: trace the module (deepmad.models.trace); torch is imported here only

@@ -5,5 +5,5 @@
 the program), ``solver`` (the lns search), ``bound`` (the branch and bound that proves the optimum),
 ``evolution`` (the authors' evolutionary baseline), ``exact`` (search, then proof), ``result``, ``presets``,
 ``reference`` (torchvision's networks), ``tinynas`` (the authors' released structures and score), ``paper``
-(the paper's tables).
+(the paper's tables), ``mlp`` (Section 3: MLP specs, their entropy and ρ, the exact MLP design).
 """

@@ -10,13 +10,16 @@ log widths of its L' repeated blocks, summed). Then
   - MACs and params are sums of monomials: exp(affine(x, κ)) for the blocks met once (stem, each stage's first
     block, head, classifier) and L'·exp(affine(X)/L') for the repeated ones, the perspective of exp: both are
     convex, and both are exact (but for the projection shortcut of a stride-1 stage, there only when
-    c_{i-1} < c_i: it counts in a box that guarantees that, and boxes are split so that one does);
+    c_{i-1} < c_i, or without guideline 3 c_{i-1} != c_i: it counts in a box that guarantees that, and boxes
+    are split so that one does);
   - the only relaxed link is X = L'·x, replaced on a box by McCormick's envelope (exact when L' or x is fixed);
   - the ρ0 constraint of every scale prefix, S_j ≥ ℓ_j·log(ℓ_j/ρ0) with ℓ_j linear in L', is convex;
   - the penalty: t ≤ −β·exp(V), V ≥ Var(L') = Σ_k (U_k·L')²/n (U: an orthonormal basis of zero-mean depth
     vectors, so each square is a one-dimensional convex function), convex;
   - each product log(r_j²c_j)·S_j is bounded above on a box by McCormick's two planes (linear);
-  - the ordering and ratio constraints are linear, on x and (times L') on X.
+  - the ordering (guideline 3, where ``space.ordered``) and ratio constraints are linear, on x and (times L')
+    on X. Without guideline 3 an mbconv stage's mid differs from the previous channels (``budget.in_space``),
+    so every block keeps its expand conv, as the relaxation has it.
 Every design inside a box of (depths, kernels, channels) is a point of that box's convex program, so its
 optimum bounds the box. The program is solved as a linear program over tangent cuts (Kelley's method), which
 only enlarge the feasible set, so every LP optimum is itself a valid bound. The cost cuts are tangents where
@@ -36,7 +39,8 @@ box): on deepmad-mb it shrinks every depth range from 1..30 to at most 1..8.
 Best-first branch and bound. A box is split where its relaxation is loosest at the LP point: the McCormick
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
 integrality (a fractional depth or channel count), a stride-1 stage whose LP point wants a projection
-(c_{i-1} <= s < c_i, both <= s, both > s), each scored by what it is worth in the objective; children
+(c_{i-1} <= s < c_i, both <= s, both > s; without guideline 3 also c_{i-1} > s >= c_i), each scored by what
+it is worth in the objective; children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
@@ -353,8 +357,8 @@ class Relaxation:
                 a[k] += val
             A.append(a); rhs.append(r)
 
-        for i in range(n):
-            row({self.xc(i): 1, self.xc(i + 1): -1}, 0.0)  # non-decreasing channels
+        for i in range(n if sp.ordered else 0):
+            row({self.xc(i): 1, self.xc(i + 1): -1}, 0.0)  # non-decreasing channels (guideline 3)
         if sp.has_mid:
             for i in range(1, n + 1):
                 Xc, Xm, L = self.X[(i, self.xc(i))], self.X[(i, self.xm(i))], self.iL + i - 1
@@ -463,9 +467,10 @@ class Relaxation:
         (rows, rhs), ``basis`` its final basis (statuses of columns and of static, box and cut rows): the LP
         starts from it. The box's own cuts and basis are left in ``self.last`` / ``self.basis``."""
         lo, hi = self.box(node, step)
-        present = tuple(i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0])
+        present = tuple(i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0]
+                        or (not self.sp.ordered and node.z[i - 1][0] > node.z[i][1]))
         coef = self._coefs.get(present)
-        if coef is None:  # a projection only where c_{i-1} < c_i
+        if coef is None:  # a projection only where c_{i-1} != c_i
             coef = self._coefs[present] = self.coef_all * np.isin(self.when, (-1,) + present)
         self.coef = coef
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
@@ -557,7 +562,7 @@ class BranchAndBound:
         sp, n = self.sp, self.sp.n
         z = [list(r) for r in node.z]
         for _ in range(2):
-            for i in range(n):  # c_i <= c_{i+1}
+            for i in range(n if sp.ordered else 0):  # c_i <= c_{i+1} (guideline 3)
                 z[i + 1][0] = max(z[i + 1][0], z[i][0])
                 z[n - 1 - i][1] = min(z[n - 1 - i][1], z[n - i][1])
             if sp.has_mid:
@@ -726,7 +731,7 @@ class BranchAndBound:
             for i in stages:
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
                 c0, c1 = math.exp(v[i - 1]) / sp.step, math.exp(v[i]) / sp.step
-                if b0 >= a1 and c0 < c1 - 0.5:
+                if (b0 >= a1 and c0 < c1 - 0.5) or (not sp.ordered and a0 <= b1 and c0 > c1 + 0.5):
                     share = float((((R.coef_all * np.exp(z[0])) * (R.when == i)) @ R.onehot).max())
                     cands.append((share * abs(self.inc if math.isfinite(self.inc) else 1.0), "pair", i,
                                   math.floor((c0 + c1) / 2)))
@@ -734,9 +739,14 @@ class BranchAndBound:
         for gap, kind, i, at in cands:
             if kind == "pair":  # c_{i-1} <= s < c_i | both <= s | both > s (c_{i-1} > s >= c_i breaks the order)
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
-                s = min(max(int(at), a1 - 1, a0), b0)
+                if sp.ordered:
+                    s = min(max(int(at), a1 - 1, a0), b0)
+                else:  # without guideline 3 the LP point may have c_{i-1} > c_i too: a fourth child
+                    s = min(max(int(at), min(a0, a1)), max(b0, b1) - 1)
                 kids = [((a0, min(s, b0)), (max(s + 1, a1), b1)), ((a0, min(s, b0)), (a1, min(s, b1))),
                         ((max(s + 1, a0), b0), (max(s + 1, a1), b1))]
+                if not sp.ordered:
+                    kids.append(((max(s + 1, a0), b0), (a1, min(s, b1))))
                 kids = [_with(_with(node, "z", i - 1, p), "z", i, q) for p, q in kids
                         if p[0] <= p[1] and q[0] <= q[1]]
                 if len(kids) > 1:

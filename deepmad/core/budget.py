@@ -78,6 +78,7 @@ class Space:
     num_classes: int = 1000
     act: str = "relu"
     first_depth: int | None = None  # optional cap on the first stage's depth
+    ordered: bool = True  # guideline 3: c0 <= c1 <= ... <= cn; False: channels may also decrease (see in_space)
 
     def __post_init__(self) -> None:
         from .spec import BLOCKS
@@ -209,7 +210,7 @@ def evaluate(problem: Problem, X: np.ndarray) -> Scores:
         rho = np.maximum(rho, nl * np.exp(-s / nl))
     var = L.var(axis=1)
     penalty = bu.beta * np.exp(var)
-    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1)
+    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1) if sp.ordered else True
     feasible = (macs <= bu.flops) & (params <= bu.params) & (rho <= bu.rho0) & ordered
     return Scores(entropy, penalty, entropy - penalty, macs, params, rho, feasible)
 
@@ -254,7 +255,10 @@ def bounds(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows that respect the discrete choices, the ratio range and non-decreasing channels."""
+    """Rows that respect the discrete choices, the ratio range and non-decreasing channels (guideline 3, where
+    ``space.ordered``). Without guideline 3 an mbconv stage's mid channels must differ from the previous unit's
+    channels, so that its first block keeps its expand conv, as every block of an ordered space does (there
+    c_{i-1} <= c_i < mid); the branch and bound's relaxation relies on that conv being present."""
     sp = problem.space
     X = np.atleast_2d(X)
     lo, hi = bounds(problem)
@@ -262,9 +266,12 @@ def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
     ok = np.all((X >= lo) & (X <= hi), axis=1)
     ok &= np.all(X[:, :sp.n + 1] % sp.step == 0, axis=1)
     ok &= np.all(np.isin(X[:, col["k"]], sp.kernels), axis=1)
-    ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
+    if sp.ordered:
+        ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
     if sp.has_mid:
         C, Mid = X[:, col["c"]], X[:, col["m"]]
         ok &= np.all(Mid % sp.step == 0, axis=1)
         ok &= np.all((Mid >= sp.ratio[0] * C - 1e-9) & (Mid <= sp.ratio[1] * C + 1e-9), axis=1)
+        if sp.block == "mbconv" and not sp.ordered:
+            ok &= np.all(Mid != X[:, : sp.n], axis=1)
     return ok

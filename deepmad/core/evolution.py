@@ -20,7 +20,8 @@ Procedure
     out  channels × a factor drawn from {1.5, 1.25, 0.8, 0.6, 0.5} (bottleneck, basic: ``space_k1kxk1``) or
          {0.5, 0.6, ..., 2.0} (mbconv: ``space_k1dwsek1``), rounded to a multiple of ``step`` (TinyNAS
          ``smart_round``: half to even, at least ``step``), then clipped to the neighbours (previous unit's
-         channels <= c <= next unit's, ``max_channels`` for the last; the stem also to ``stem_channels``).
+         channels <= c <= next unit's, ``max_channels`` for the last; the stem also to ``stem_channels``);
+         without guideline 3 (``space.ordered`` False) to the box only.
          A bottleneck keeps its mid channels; an mbconv keeps its expansion ratio (snapped to the 0.1 grid,
          as ``check_btn`` does).
     k    another kernel of ``space.kernels``, uniformly.
@@ -194,8 +195,12 @@ def _mutate(s: _Space, X: np.ndarray, rng: np.random.Generator) -> None:
     u = unit[r]
     old = X[r, u]
     new = np.minimum(_snap(old * factor[r], s.step), sp.max_channels)
-    below = np.where(u > 0, X[r, np.maximum(u - 1, 0)], sp.stem_channels[0])
-    above = np.where(u < n, X[r, np.minimum(u + 1, n)], sp.max_channels)
+    if sp.ordered:  # guideline 3: clipped to the neighbours
+        below = np.where(u > 0, X[r, np.maximum(u - 1, 0)], sp.stem_channels[0])
+        above = np.where(u < n, X[r, np.minimum(u + 1, n)], sp.max_channels)
+    else:  # to the box only
+        below = np.where(u > 0, s.step, sp.stem_channels[0])
+        above = np.full(len(r), sp.max_channels)
     above = np.where(u == 0, np.minimum(above, sp.stem_channels[1]), above)
     new = np.minimum(np.maximum(new, below), above)
     X[r, u] = new

@@ -167,7 +167,9 @@ def resolve(target: Spec | str | os.PathLike) -> Spec:
                          f"presets: {', '.join(PRESETS)}; or give a spec file (.yaml, .yml, .json)")
     if os.path.isdir(text):
         raise SpecError(f"{text}: is a directory, expected a spec file (.yaml, .yml, .json)")
-    return load(text)
+    from .mlp import read_file
+
+    return read_file(text)  # a CNN Spec, or an MLPSpec (deepmad_mlp files)
 
 
 __all__ = ["solve", "resolve", "infeasible_message", "least_rho", "SOLVERS"]

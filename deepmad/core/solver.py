@@ -292,9 +292,11 @@ class _Neighbourhood:
             cout = np.full_like(c, self.sp.head) if self.sp.head is not None else c
             macs = macs + cout * self.classes
             params = params + (cout + 1) * self.classes
-        ok = c >= cin
+        ok = c >= cin if self.sp.ordered else np.ones(len(c), bool)
         if self.sp.has_mid:
             ok &= (m >= self.sp.ratio[0] * c - 1e-9) & (m <= self.sp.ratio[1] * c + 1e-9)
+            if self.sp.block == "mbconv" and not self.sp.ordered:
+                ok &= m != cin  # budget.in_space: the first block keeps its expand conv
         tab = dict(macs=np.where(ok, macs, np.inf),  # a row outside the space never fits: merit −inf
                    params=params, layers=layers, A=A, B=B,
                    logc=np.log(c), ent=np.log(self.sides[i + 1] ** 2 * c))
@@ -425,7 +427,8 @@ class _Search:
 
 
 def smallest(problem: Problem) -> np.ndarray:
-    """The cheapest row of the space: every cost is increasing in every variable."""
+    """The cheapest row of the space with non-decreasing channels: every cost is increasing in every variable.
+    (It is in the space without guideline 3 too, but need not be the cheapest there: see ``least_costs``.)"""
     lo, _ = bounds(problem)
     sp = problem.space
     x = lo.copy()
@@ -436,18 +439,48 @@ def smallest(problem: Problem) -> np.ndarray:
     return x
 
 
+def least_costs(problem: Problem) -> tuple[float, float]:
+    """Lower bounds on the MACs and the params of every network of the space (exact with guideline 3: those of
+    ``smallest``). Without it, a stride-1 stage has a projection whenever c_{i-1} != c_i, so costs are not
+    monotone in the channels; but lowering every run of equal consecutive channels to its least value keeps or
+    removes projections and lowers every other cost, so every row costs at least one of the n + 1 rows whose
+    first j stages have the stem's least channels and the others the least stage channels (mids and kernels at
+    their least, depth 1). For mbconv, the row j = 0 drops the first expand conv: cheaper than any row of the
+    space, still a lower bound."""
+    x = smallest(problem)
+    if problem.space.ordered:
+        s = evaluate(problem, x[None])
+        return float(s.macs[0]), float(s.params[0])
+    sp = problem.space
+    n, col = sp.n, columns(sp.n)
+    lo, _ = bounds(problem)
+    X = np.repeat(lo[None], n + 1, 0)
+    for j in range(n + 1):
+        X[j, 1:j + 1] = lo[0]
+    if sp.has_mid:
+        X[:, col["m"]] = np.maximum(X[:, col["m"]], np.ceil(sp.ratio[0] * X[:, col["c"]] / sp.step) * sp.step)
+    s = evaluate(problem, X)
+    return float(s.macs.min()), float(s.params.min())
+
+
 def _repair(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows clipped into the box, channels made non-decreasing and mids put into their ratio range."""
+    """Rows clipped into the box, channels made non-decreasing (guideline 3) and mids put into their ratio range
+    (without guideline 3, an mbconv mid equal to the previous unit's channels moved one step, see in_space)."""
     sp = problem.space
     n, st = sp.n, sp.step
     lo, hi = bounds(problem)
     X = np.clip(np.atleast_2d(X), lo, hi)
-    X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
+    if sp.ordered:
+        X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
     if sp.has_mid:
         c = X[:, 1: n + 1]
         mlo = np.maximum(st, np.ceil(sp.ratio[0] * c / st - 1e-9) * st)
         mhi = np.minimum(np.floor(sp.ratio[1] * c / st + 1e-9) * st, hi[n + 1: 2 * n + 1])
         X[:, n + 1: 2 * n + 1] = np.clip(X[:, n + 1: 2 * n + 1], mlo, np.maximum(mlo, mhi))
+        if sp.block == "mbconv" and not sp.ordered:
+            M = X[:, n + 1: 2 * n + 1]
+            same = M == X[:, :n]
+            M[same] = np.where((M + st <= np.maximum(mlo, mhi))[same], M[same] + st, M[same] - st)
     return X
 
 
@@ -566,17 +599,17 @@ def polisher(problem: Problem):
 
 
 def over_budget(problem: Problem) -> str | None:
-    """Why no network of the space meets the FLOPs or params budget, or None when its smallest network does: the
-    smallest network's costs are the least of any (every cost grows with every variable), so this is a proof."""
-    s = evaluate(problem, smallest(problem)[None])
+    """Why no network of the space meets the FLOPs or params budget, or None when one might: ``least_costs`` are
+    lower bounds on every network's costs (its smallest network's, with guideline 3), so this is a proof."""
+    macs, params = least_costs(problem)
     b = problem.budget
     parts = []
-    if s.macs[0] > b.flops:
-        parts.append(f"flops: the budget {b.flops:.4g} is below {s.macs[0]:.4g}, the fewest MACs of any network of "
-                     f"this space (its smallest)")
-    if s.params[0] > b.params:
-        parts.append(f"params: the budget {b.params:.4g} is below {s.params[0]:.4g}, the fewest params of any "
-                     f"network of this space (its smallest)")
+    if macs > b.flops:
+        parts.append(f"flops: the budget {b.flops:.4g} is below {macs:.4g}, the fewest MACs of any network of this "
+                     f"space")
+    if params > b.params:
+        parts.append(f"params: the budget {b.params:.4g} is below {params:.4g}, the fewest params of any network "
+                     f"of this space")
     return "no design meets the budgets: " + "; ".join(parts) if parts else None
 
 
