@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from .core import mlp
 from .core.analysis import Analysis, Row, analyze_spec, parse_alpha, parse_beta, usage
-from .core.budget import Budget, Problem, Space, parse_count
+from .core.budget import Budget, Problem, Space, parse_count, unbinding
 from .core.exact import SOLVERS, _positive, _positive_int, resolve, solve  # noqa: F401 (re-exported)
 from .core.presets import PRESETS, preset as _preset
 from .core.reference import REFERENCE
@@ -117,6 +117,8 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         m = len(space.scale_ends())
         prob = replace(prob, budget=replace(budget, alpha=(0.0,) * (m - 1) + (1.0,)))
     prob.alpha  # raises a ValueError naming alpha when it does not fit the layout's scales
+    for why in unbinding(prob):
+        warnings.warn(why, DeepMADWarning, stacklevel=2)
     return prob
 
 

@@ -325,3 +325,45 @@ def test_time_limit_covers_the_proof():
     d = api.design("deepmad-b0", time_limit=1e-3)
     s = budget.evaluate(d.problem, np.array([d.x]))
     assert bool(s.feasible[0]) and d.bound_nodes <= 2 and d.bound >= d.objective and d.status == "time_limit"
+
+
+# ---------------------------------------------------------------------------------------------- sizes, warnings
+
+@pytest.mark.parametrize("kw,match", [(dict(rho=100), "rho: rho0 100 cannot bind: no network of this space has rho "
+                                                      "above 45.12"),
+                                      (dict(resolution=1), "5 down-sampling scales merge into 1"),
+                                      (dict(flops=1e15), "flops: the budget 1e\\+15 cannot bind")])
+def test_budgets_that_cannot_bind_warn(kw, match):
+    with pytest.warns(DeepMADWarning, match=match):
+        api.problem("deepmad-r18", **kw)
+
+
+def test_presets_and_layouts_warn_of_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepMADWarning)
+        for name in PRESETS:
+            api.problem(name)
+        api.problem(block="mbconv", flops="300M", params="3.5M", rho=0.5)
+
+
+@pytest.mark.parametrize("kw,match", [(dict(resolution=100_000), "resolution: expected 1..4096"),
+                                      (dict(max_channels=10**8), "max_channels: expected 8..65536"),
+                                      (dict(max_depth=10**6), "max_depth: expected 1..1000")])
+def test_spaces_above_a_sane_size_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        api.problem("deepmad-r18", **kw)
+
+
+def test_counts_of_a_huge_spec_are_exact_integers():
+    """At the size limits, MACs and params exceed 2^53 (floats would round them): the analysis counts them as
+    Python integers, equal to the conv-by-conv sum."""
+    from deepmad.core import blocks
+    from deepmad.core.spec import MAX_CHANNELS, MAX_RESOLUTION, Spec, Stage, Stem
+
+    s = Spec(MAX_RESOLUTION, Stem(64, stride=1), (Stage("basic", MAX_CHANNELS, 3, stride=1, kernel=31),))
+    a = api.analyze(s)
+    convs = blocks.convs(s)
+    assert type(a.flops) is int and a.flops == sum(c.macs for c in convs) and a.flops > 2**53
+    assert type(a.params) is int and a.params == sum(c.params for c in convs)

@@ -94,10 +94,16 @@ class Space:
         lo, hi = self.stem_channels
         if lo % self.step or hi % self.step or not 0 < lo <= hi:
             raise ValueError(f"stem_channels: expected a range of multiples of {self.step}, got {self.stem_channels}")
-        if self.max_depth < 1:
-            raise ValueError(f"max_depth: expected >= 1, got {self.max_depth}")
-        if self.max_channels < self.step:
-            raise ValueError(f"max_channels: expected >= {self.step}, got {self.max_channels}")
+        from .spec import MAX_CHANNELS, MAX_DEPTH, MAX_RESOLUTION, MAX_STAGES
+
+        if not 1 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution: expected 1..{MAX_RESOLUTION}, got {self.resolution}")
+        if len(self.strides) > MAX_STAGES:
+            raise ValueError(f"strides: {len(self.strides)} stages is above {MAX_STAGES}, the most supported")
+        if not 1 <= self.max_depth <= MAX_DEPTH:
+            raise ValueError(f"max_depth: expected 1..{MAX_DEPTH}, got {self.max_depth}")
+        if not self.step <= self.max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels: expected {self.step}..{MAX_CHANNELS}, got {self.max_channels}")
         if self.block == "mbconv" and self.ratio[0] <= 1.0:
             raise ValueError(f"ratio: mbconv expansion must exceed 1 (an expand conv in every block), got {self.ratio}")
         if not 0 <= self.ratio[0] <= self.ratio[1]:
@@ -275,3 +281,40 @@ def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
         if sp.block == "mbconv" and not sp.ordered:
             ok &= np.all(Mid != X[:, : sp.n], axis=1)
     return ok
+
+
+def unbinding(problem: Problem) -> list[str]:
+    """The constraints of a problem that no network of its space can reach, each as a sentence: a FLOPs or params
+    budget above what its largest network costs (every variable at its upper bound, plus every stride-1 projection,
+    an upper bound), a rho0 above ℓ_max / w_min (the most layers of a scale prefix over the narrowest width of any
+    layer, an upper bound on rho), and an input so small that down-sampling scales merge."""
+    sp, bu = problem.space, problem.budget
+    n = sp.n
+    lo, hi = bounds(problem)
+    top = hi.copy()
+    top[0] = sp.stem_channels[1]
+    s = evaluate(Problem(sp, Budget(1e300, 1e300, 1e300, bu.alpha, bu.beta, bu.classifier)), top[None])
+    r0, rs = sp.resolutions()
+    proj = [i for i in range(n) if sp.strides[i] == 1 and sp.block != "mbconv"]
+    macs = float(s.macs[0]) + sum(rs[i] ** 2 * sp.max_channels ** 2 for i in proj)
+    params = float(s.params[0]) + sum(sp.max_channels ** 2 + 2 * sp.max_channels for i in proj)
+    out = []
+    if bu.flops >= macs:
+        out.append(f"flops: the budget {bu.flops:.4g} cannot bind: no network of this space needs more than "
+                   f"{macs:.4g} MACs")
+    if bu.params >= params:
+        out.append(f"params: the budget {bu.params:.4g} cannot bind: no network of this space has more than "
+                   f"{params:.4g} params")
+    per_block = {"basic": 2, "bottleneck": 3, "mbconv": 3}[sp.block]
+    layers = 1 + per_block * sp.max_depth * n + (sp.head is not None)
+    k = min(sp.kernels)
+    w_min = min(3 * sp.stem_kernel ** 2, sp.step, k * k)
+    if bu.rho0 >= layers / w_min:
+        out.append(f"rho: rho0 {bu.rho0:g} cannot bind: no network of this space has rho above {layers / w_min:.4g} "
+                   f"({layers} layers at most, none narrower than {w_min})")
+    scales, down = len(sp.scale_ends()), 1 + sum(1 for x in sp.strides if x == 2)
+    if scales < down:
+        out.append(f"resolution: a {sp.resolution}-px input reaches 1x1 before the last down-sampling stage, so "
+                   f"its {down} down-sampling scales merge into {scales}")
+    return out
+
