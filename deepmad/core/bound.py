@@ -25,7 +25,7 @@ optimum bounds the box. The program is solved as a linear program over tangent c
 only enlarge the feasible set, so every LP optimum is itself a valid bound. The cost cuts are tangents where
 the segment from the box's cheapest design to the LP point leaves the budget (the supporting-hyperplane
 method), one per stage of each budget (every stage's cost has its own epigraph variable), so the polyhedral
-model is good after a few rounds: up to 8 x 10 rounds at the root, 3 at every other box, whose children
+model is good after a few rounds: up to 8 x 10 rounds at the root, 2 at every other box, whose children
 inherit the cuts active at its LP point and start the dual simplex from its final basis (the box rows keep one
 structure, and only rows with basic slacks are dropped, so the basis stays a basis: ~12 pivots a child instead
 of ~30 from scratch).
@@ -78,7 +78,7 @@ _GRID = np.linspace(0.0, 1.0, 17)  # points on the way to an LP point where the 
 VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
-NODE_ITERS = 3  # rounds of cuts at every other box
+NODE_ITERS = 2  # rounds of cuts at every other box
 POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
 ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 
@@ -101,6 +101,7 @@ class Bound:
     open: int  # boxes left open
     seconds: float
     status: str  # optimal | gap_limit | node_limit | time_limit | infeasible (nothing in the space is feasible)
+    lp_solves: int = 0  # linear programs HiGHS solved (every round of cuts and every bound tightening counts)
 
 
 class Relaxation:
@@ -860,7 +861,8 @@ class BranchAndBound:
         top = min(proven, max(-heap[0][0], self.inc) if heap else self.inc)
         if stop is None:
             stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
-        return Bound(float(top), float(self.inc), self.row, nodes, len(heap), time.perf_counter() - t0, stop)
+        return Bound(float(top), float(self.inc), self.row, nodes, len(heap), time.perf_counter() - t0, stop,
+                     R.lp.solves)
 
 
 @contextlib.contextmanager
@@ -899,6 +901,7 @@ class _LP:
                               ("simplex_dual_edge_weight_strategy", -1)):
             self.h.setOptionValue(option, value)
         self.BASIC = highspy.HighsBasisStatus.kBasic
+        self.solves = 0
         self.ninf = -highspy.kHighsInf
 
     def load(self, c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -954,6 +957,7 @@ class _LP:
     def run(self):
         """("optimal", value, x), ("infeasible", -inf, None) or ("failed", inf, None)."""
         hs, h = self.hs, self.h
+        self.solves += 1
         h.run()
         st = h.getModelStatus()
         if st == hs.HighsModelStatus.kInfeasible:

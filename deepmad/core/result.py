@@ -43,3 +43,5 @@ class Design:
     evaluated: int  # candidates scored
     bound_nodes: int = 0  # branch-and-bound nodes behind ``bound`` (deepmad.core.bound); 0: no proof attempted
     status: str = "node_limit"  # how the proof ended (STATUSES); node_limit with bound_nodes 0: none was run
+    lp_solves: int = 0  # linear programs the proof solved
+    proof_seconds: float = 0.0  # of ``seconds``, the proof's
