@@ -53,7 +53,7 @@ def add_commands(sub) -> None:
                         "depends on the machine's speed, and the status says time_limit if it stopped the proof)")
     d.add_argument("--bound-nodes", type=int, default=None,
                    help="node budget of the branch and bound that proves the design optimal (default 5000; every "
-                        "preset needs under 1000; 0 skips the proof: the full search alone, gap 'not proven')")
+                        "preset needs under 1,100; 0 skips the proof: the full search alone, gap 'not proven')")
     d.add_argument("--gap-tol", type=float, default=0.0,
                    help="stop the proof once the gap is at most this (relative, e.g. 0.001 for 0.1%%; default 0: "
                         "until the design is proven optimal)")

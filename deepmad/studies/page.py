@@ -77,11 +77,10 @@ def _proof(d) -> str:
                "unknown")
     else:
         how = (f"branch and bound over convex relaxations (deepmad/core/bound.py) explored "
-               f"{getattr(d, 'bound_nodes', 0):,} boxes and proved that no network of the space scores above "
+               f"{d.bound_nodes:,} boxes and proved that no network of the space scores above "
                f"{num(d.bound)}; the design scores {num(d.objective)}")
-    status = getattr(d, "status", None)
-    extra = f"<dt>status</dt><dd>{_e(status)}</dd>" if status else ""
-    return (f"<dl><dt>gap</dt><dd>{_e(gap_text(d.gap))}</dd><dt>how</dt><dd>{_e(how)}</dd>{extra}"
+    extra = f"<dt>status</dt><dd>{_e(d.status)}</dd>" if d.bound is not None else ""
+    return (f"<dl><dt>gap</dt><dd>{_e(gap_text(d.gap, d.status))}</dd><dt>how</dt><dd>{_e(how)}</dd>{extra}"
             f"<dt>solver</dt><dd>{_e(d.solver)}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored</dd></dl>")
 
 
