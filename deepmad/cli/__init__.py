@@ -1,7 +1,8 @@
 """The ``deepmad`` command.
 
-One module per command group: ``design`` (design, analyze, presets; no torch), ``models`` (summary, export),
-``train`` (train, eval, study) and ``latency`` (bench, latency calibrate / show). Each has ``add_commands(sub)``, which adds its subparsers, and
+One module per command group: ``design`` (design, analyze, presets; no torch), ``studies`` (sweep, draw; no
+torch), ``models`` (summary, export), ``train`` (train, eval, study) and ``latency`` (bench, latency calibrate /
+show). Each has ``add_commands(sub)``, which adds its subparsers, and
 ``COMMANDS``, a dict from command name to a handler ``handler(args) -> str`` (the text to print; ValueError
 for bad input). No group imports torch at import time: the design commands load them all.
 
@@ -17,9 +18,9 @@ import warnings
 from typing import Sequence
 
 from .. import __version__
-from . import design, latency, models, train
+from . import design, latency, models, studies, train
 
-GROUPS = (design, models, train, latency)
+GROUPS = (design, studies, models, train, latency)
 
 
 class UsageError(Exception):
@@ -44,20 +45,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-_SHOW = warnings.showwarning
-
-
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """deepmad's own warnings (a latency model from another device) as one line on stderr,
-    ``deepmad: warning: ...``; any other warning as Python shows it."""
-    from ..latency.model import LatencyModelWarning
-
-    if issubclass(category, LatencyModelWarning):
-        print(f"deepmad: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    else:
-        _SHOW(message, category, filename, lineno, file, line)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input)."""
     p = parser()
@@ -73,10 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepmad: error: a command is required: {', '.join(handlers)} (see 'deepmad --help')",
               file=sys.stderr)
         return 2
+    from ..core.result import DeepMADWarning
+
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _warning_line
-            out = handlers[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeepMADWarning)
+            try:
+                out = handlers[args.command](args)
+            finally:
+                for w in caught:  # ignored options, budgets that cannot bind: one line each, on stderr
+                    if issubclass(w.category, DeepMADWarning):
+                        print(f"deepmad: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"deepmad: error: {msg}", file=sys.stderr)

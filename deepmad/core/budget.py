@@ -85,6 +85,7 @@ class Space:
     num_classes: int = 1000
     act: str = "relu"
     first_depth: int | None = None  # optional cap on the first stage's depth
+    ordered: bool = True  # guideline 3: c0 <= c1 <= ... <= cn; False: channels may also decrease (see in_space)
 
     def __post_init__(self) -> None:
         from .spec import BLOCKS
@@ -100,10 +101,16 @@ class Space:
         lo, hi = self.stem_channels
         if lo % self.step or hi % self.step or not 0 < lo <= hi:
             raise ValueError(f"stem_channels: expected a range of multiples of {self.step}, got {self.stem_channels}")
-        if self.max_depth < 1:
-            raise ValueError(f"max_depth: expected >= 1, got {self.max_depth}")
-        if self.max_channels < self.step:
-            raise ValueError(f"max_channels: expected >= {self.step}, got {self.max_channels}")
+        from .spec import MAX_CHANNELS, MAX_DEPTH, MAX_RESOLUTION, MAX_STAGES
+
+        if not 1 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution: expected 1..{MAX_RESOLUTION}, got {self.resolution}")
+        if len(self.strides) > MAX_STAGES:
+            raise ValueError(f"strides: {len(self.strides)} stages is above {MAX_STAGES}, the most supported")
+        if not 1 <= self.max_depth <= MAX_DEPTH:
+            raise ValueError(f"max_depth: expected 1..{MAX_DEPTH}, got {self.max_depth}")
+        if not self.step <= self.max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels: expected {self.step}..{MAX_CHANNELS}, got {self.max_channels}")
         if self.block == "mbconv" and self.ratio[0] <= 1.0:
             raise ValueError(f"ratio: mbconv expansion must exceed 1 (an expand conv in every block), got {self.ratio}")
         if not 0 <= self.ratio[0] <= self.ratio[1]:
@@ -221,7 +228,7 @@ def evaluate(problem: Problem, X: np.ndarray) -> Scores:
         rho = np.maximum(rho, nl * np.exp(-s / nl))
     var = L.var(axis=1)
     penalty = bu.beta * np.exp(var)
-    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1)
+    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1) if sp.ordered else True
     feasible = (macs <= bu.flops) & (params <= bu.params) & (rho <= bu.rho0) & ordered
     latency = None
     if bu.latency_model is not None:
@@ -270,31 +277,51 @@ def bounds(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def fastest(problem: Problem) -> np.ndarray:
-    """The fastest row of the space under the problem's latency model: the cheapest row (every channel and
-    depth at its lower bound, which every latency term grows with) with each stage's fastest kernel there
-    (stages add up, so each is chosen alone). For mbconv spaces a stride-1 stage's residual add, present only
-    when its channels equal its input's, is counted as it is; it is worth far less than the step of 8 channels
-    that would remove it."""
+def least_latency(problem: Problem) -> tuple[float, np.ndarray, float]:
+    """(a lower bound on the predicted latency of every network of the space, the fastest network found, its
+    latency), under the problem's latency model. Every latency term grows with every channel count and depth,
+    and stages add up, so with guideline 3 the fastest network is the cheapest row (every channel and depth at
+    its lower bound) with each stage's fastest kernel there; without it, one of the rows ``solver.least_costs``
+    considers (a run of equal channels at its least value). The bound leaves out the only term that can vanish
+    when channels grow, an mbconv stride-1 stage's residual add (present only while the stage keeps its
+    input's width); for bottleneck and basic spaces it is the fastest network's latency."""
     sp = problem.space
-    n = sp.n
+    n, col = sp.n, columns(sp.n)
     lo, _ = bounds(problem)
-    x = lo.copy()
-    x[: n + 1] = np.maximum.accumulate(x[: n + 1])
+    if sp.ordered:
+        X = lo[None].copy()
+        X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
+    else:
+        X = np.repeat(lo[None], n + 1, 0)
+        for j in range(n + 1):
+            X[j, 1:j + 1] = lo[0]
     if sp.has_mid:
-        c = x[n + 1: 2 * n + 1]
-        x[n + 1: 2 * n + 1] = np.maximum(c, np.ceil(sp.ratio[0] * x[1: n + 1] / sp.step - 1e-9) * sp.step)
-    if problem.budget.latency_model is None or len(sp.kernels) == 1:
-        return x
-    for i in range(n):
-        X = np.repeat(x[None], len(sp.kernels), 0)
-        X[:, 2 * n + 1 + i] = sp.kernels
-        x = X[int(np.argmin(evaluate(problem, X).latency))]
-    return x
+        X[:, col["m"]] = np.maximum(X[:, col["m"]], np.ceil(sp.ratio[0] * X[:, col["c"]] / sp.step - 1e-9) * sp.step)
+    fam = lat.family_for(problem.budget.latency_model, sp, problem.budget.classifier)
+    best, bound, row = math.inf, math.inf, None
+    for x in X.astype(float):
+        total, least, x = 0.0, 0.0, x.copy()
+        for i in range(n):
+            per = []
+            for k in sp.kernels:
+                args = (x[i], x[1 + i], x[n + 1 + i], np.float64(k), x[3 * n + 1 + i])
+                per.append((float(lat.stage_rows(fam, sp, i, problem.budget.classifier, *args)),
+                            float(lat.stage_rows(fam, sp, i, problem.budget.classifier, *args, ident=False))))
+            j = int(np.argmin([a for a, _ in per]))
+            x[2 * n + 1 + i] = sp.kernels[j]
+            total += per[j][0]
+            least += min(b for _, b in per)
+        bound = min(bound, least)
+        if total < best:
+            best, row = total, x.astype(np.int64)
+    return bound, row, float(evaluate(problem, row[None]).latency[0])
 
 
 def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows that respect the discrete choices, the ratio range and non-decreasing channels."""
+    """Rows that respect the discrete choices, the ratio range and non-decreasing channels (guideline 3, where
+    ``space.ordered``). Without guideline 3 an mbconv stage's mid channels must differ from the previous unit's
+    channels, so that its first block keeps its expand conv, as every block of an ordered space does (there
+    c_{i-1} <= c_i < mid); the branch and bound's relaxation relies on that conv being present."""
     sp = problem.space
     X = np.atleast_2d(X)
     lo, hi = bounds(problem)
@@ -302,9 +329,49 @@ def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
     ok = np.all((X >= lo) & (X <= hi), axis=1)
     ok &= np.all(X[:, :sp.n + 1] % sp.step == 0, axis=1)
     ok &= np.all(np.isin(X[:, col["k"]], sp.kernels), axis=1)
-    ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
+    if sp.ordered:
+        ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
     if sp.has_mid:
         C, Mid = X[:, col["c"]], X[:, col["m"]]
         ok &= np.all(Mid % sp.step == 0, axis=1)
         ok &= np.all((Mid >= sp.ratio[0] * C - 1e-9) & (Mid <= sp.ratio[1] * C + 1e-9), axis=1)
+        if sp.block == "mbconv" and not sp.ordered:
+            ok &= np.all(Mid != X[:, : sp.n], axis=1)
     return ok
+
+
+def unbinding(problem: Problem) -> list[str]:
+    """The constraints of a problem that no network of its space can reach, each as a sentence: a FLOPs or params
+    budget above what its largest network costs (every variable at its upper bound, plus every stride-1 projection,
+    an upper bound), a rho0 above ℓ_max / w_min (the most layers of a scale prefix over the narrowest width of any
+    layer, an upper bound on rho), and an input so small that down-sampling scales merge."""
+    sp, bu = problem.space, problem.budget
+    n = sp.n
+    lo, hi = bounds(problem)
+    top = hi.copy()
+    top[0] = sp.stem_channels[1]
+    s = evaluate(Problem(sp, Budget(1e300, 1e300, 1e300, bu.alpha, bu.beta, bu.classifier)), top[None])
+    r0, rs = sp.resolutions()
+    proj = [i for i in range(n) if sp.strides[i] == 1 and sp.block != "mbconv"]
+    macs = float(s.macs[0]) + sum(rs[i] ** 2 * sp.max_channels ** 2 for i in proj)
+    params = float(s.params[0]) + sum(sp.max_channels ** 2 + 2 * sp.max_channels for i in proj)
+    out = []
+    if bu.flops >= macs:
+        out.append(f"flops: the budget {bu.flops:.4g} cannot bind: no network of this space needs more than "
+                   f"{macs:.4g} MACs")
+    if bu.params >= params:
+        out.append(f"params: the budget {bu.params:.4g} cannot bind: no network of this space has more than "
+                   f"{params:.4g} params")
+    per_block = {"basic": 2, "bottleneck": 3, "mbconv": 3}[sp.block]
+    layers = 1 + per_block * sp.max_depth * n + (sp.head is not None)
+    k = min(sp.kernels)
+    w_min = min(3 * sp.stem_kernel ** 2, sp.step, k * k)
+    if bu.rho0 >= layers / w_min:
+        out.append(f"rho: rho0 {bu.rho0:g} cannot bind: no network of this space has rho above {layers / w_min:.4g} "
+                   f"({layers} layers at most, none narrower than {w_min})")
+    scales, down = len(sp.scale_ends()), 1 + sum(1 for x in sp.strides if x == 2)
+    if scales < down:
+        out.append(f"resolution: a {sp.resolution}-px input reaches 1x1 before the last down-sampling stage, so "
+                   f"its {down} down-sampling scales merge into {scales}")
+    return out
+

@@ -344,24 +344,26 @@ def stage_tables(fam: Family, sp, i: int, classifier: bool):
             _coef_table(fam, [st.post])[0] if st.post else None, _units(st.post))
 
 
-def _sum(theta, units: list[Term], i, c, m, se: float):
+def _sum(theta, units: list[Term], i, c, m, se: float, ident: bool = True):
     total = 0.0
     for j, t in enumerate(units):
-        total = total + theta[..., j] * (_value(t, i, c, m, se) * _present(t, i, c, m))
+        if ident or t.when != IDENT:
+            total = total + theta[..., j] * (_value(t, i, c, m, se) * _present(t, i, c, m))
     return total
 
 
-def stage_rows(fam: Family, sp, i: int, classifier: bool, cin, c, m, k, L) -> np.ndarray:
+def stage_rows(fam: Family, sp, i: int, classifier: bool, cin, c, m, k, L, ident: bool = True) -> np.ndarray:
     """Predicted latency (ms) of stage i at rows of values (float arrays; the stem in stage 0; head, pool,
     classifier and the fixed cost in the last stage): first block + (L − 1) · another block. NaN where the
-    kernel is not one of the space's."""
+    kernel is not one of the space's. ident=False leaves out an mbconv stage's residual add of its first block
+    (the one term a wider stage can lose)."""
     first, ufirst, rest, urest, pre, upre, post, upost = stage_tables(fam, sp, i, classifier)
     if not sp.has_mid:
         m = c
     kernels = np.array(sp.kernels, dtype=float)
     kidx = np.minimum(np.searchsorted(kernels, k), len(kernels) - 1)
     ok = kernels[kidx] == k
-    lat = _sum(first[kidx], ufirst, cin, c, m, sp.se) + (L - 1) * _sum(rest[kidx], urest, c, c, m, sp.se)
+    lat = _sum(first[kidx], ufirst, cin, c, m, sp.se, ident) + (L - 1) * _sum(rest[kidx], urest, c, c, m, sp.se)
     if pre is not None:
         lat = _sum(pre, upre, cin, c, m, sp.se) + lat
     if post is not None:

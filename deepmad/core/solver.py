@@ -49,8 +49,8 @@ The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deep
 ``deepmad design`` and ``deepmad.design`` call) runs a lighter search first (``BOUNDED_STARTS`` starts,
 ``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/core/bound.py``, whose primal heuristic
 (``polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
-here, guided by the bounds; it fills in a proven upper bound and the gap to it. On random problems that pair
-is 0.1-0.4% better on average than this search alone (without the few kicks, it was up to 3% worse on some).
+here, guided by the bounds, and which runs until the design is proven optimal: the search only supplies the
+first incumbent.
 """
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import latency as lat
-from .budget import Problem, Space, bounds, columns, evaluate, fastest, in_space, to_spec
+from .budget import Problem, Space, bounds, columns, evaluate, in_space, least_latency, to_spec
 from .evolution import evolve
-from .result import Design, Infeasible
+from .result import Design, Infeasible, NotFound
 
 PAIR_STEPS = (1, 2, 4, 8, 16, 32)  # grid steps of the two-variable channel moves
 DEPTH_STEPS = (-2, -1, 1, 2)  # depth steps of the two-variable moves
@@ -298,9 +298,11 @@ class _Neighbourhood:
             cout = np.full_like(c, self.sp.head) if self.sp.head is not None else c
             macs = macs + cout * self.classes
             params = params + (cout + 1) * self.classes
-        ok = c >= cin
+        ok = c >= cin if self.sp.ordered else np.ones(len(c), bool)
         if self.sp.has_mid:
             ok &= (m >= self.sp.ratio[0] * c - 1e-9) & (m <= self.sp.ratio[1] * c + 1e-9)
+            if self.sp.block == "mbconv" and not self.sp.ordered:
+                ok &= m != cin  # budget.in_space: the first block keeps its expand conv
         tab = dict(macs=np.where(ok, macs, np.inf),  # a row outside the space never fits: merit −inf
                    params=params, layers=layers, A=A, B=B,
                    logc=np.log(c), ent=np.log(self.sides[i + 1] ** 2 * c))
@@ -440,7 +442,8 @@ class _Search:
 
 
 def smallest(problem: Problem) -> np.ndarray:
-    """The cheapest row of the space: every cost is increasing in every variable."""
+    """The cheapest row of the space with non-decreasing channels: every cost is increasing in every variable.
+    (It is in the space without guideline 3 too, but need not be the cheapest there: see ``least_costs``.)"""
     lo, _ = bounds(problem)
     sp = problem.space
     x = lo.copy()
@@ -451,18 +454,48 @@ def smallest(problem: Problem) -> np.ndarray:
     return x
 
 
+def least_costs(problem: Problem) -> tuple[float, float]:
+    """Lower bounds on the MACs and the params of every network of the space (exact with guideline 3: those of
+    ``smallest``). Without it, a stride-1 stage has a projection whenever c_{i-1} != c_i, so costs are not
+    monotone in the channels; but lowering every run of equal consecutive channels to its least value keeps or
+    removes projections and lowers every other cost, so every row costs at least one of the n + 1 rows whose
+    first j stages have the stem's least channels and the others the least stage channels (mids and kernels at
+    their least, depth 1). For mbconv, the row j = 0 drops the first expand conv: cheaper than any row of the
+    space, still a lower bound."""
+    x = smallest(problem)
+    if problem.space.ordered:
+        s = evaluate(problem, x[None])
+        return float(s.macs[0]), float(s.params[0])
+    sp = problem.space
+    n, col = sp.n, columns(sp.n)
+    lo, _ = bounds(problem)
+    X = np.repeat(lo[None], n + 1, 0)
+    for j in range(n + 1):
+        X[j, 1:j + 1] = lo[0]
+    if sp.has_mid:
+        X[:, col["m"]] = np.maximum(X[:, col["m"]], np.ceil(sp.ratio[0] * X[:, col["c"]] / sp.step) * sp.step)
+    s = evaluate(problem, X)
+    return float(s.macs.min()), float(s.params.min())
+
+
 def _repair(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows clipped into the box, channels made non-decreasing and mids put into their ratio range."""
+    """Rows clipped into the box, channels made non-decreasing (guideline 3) and mids put into their ratio range
+    (without guideline 3, an mbconv mid equal to the previous unit's channels moved one step, see in_space)."""
     sp = problem.space
     n, st = sp.n, sp.step
     lo, hi = bounds(problem)
     X = np.clip(np.atleast_2d(X), lo, hi)
-    X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
+    if sp.ordered:
+        X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
     if sp.has_mid:
         c = X[:, 1: n + 1]
         mlo = np.maximum(st, np.ceil(sp.ratio[0] * c / st - 1e-9) * st)
         mhi = np.minimum(np.floor(sp.ratio[1] * c / st + 1e-9) * st, hi[n + 1: 2 * n + 1])
         X[:, n + 1: 2 * n + 1] = np.clip(X[:, n + 1: 2 * n + 1], mlo, np.maximum(mlo, mhi))
+        if sp.block == "mbconv" and not sp.ordered:
+            M = X[:, n + 1: 2 * n + 1]
+            same = M == X[:, :n]
+            M[same] = np.where((M + st <= np.maximum(mlo, mhi))[same], M[same] + st, M[same] - st)
     return X
 
 
@@ -580,40 +613,28 @@ def polisher(problem: Problem):
     return polish
 
 
-def latency_message(problem: Problem) -> str | None:
-    """Why the latency budget cannot be met, naming the fastest network of the space; None when it can be."""
-    b = problem.budget
-    if b.latency is None:
-        return None
-    x = fastest(problem)
-    t = float(evaluate(problem, x[None]).latency[0])
-    if t <= b.latency:
-        return None
-    sp, n = problem.space, problem.space.n
-    col = columns(n)
-    mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
-    return (f"infeasible budgets: latency budget {b.latency:.4g} ms is below the {t:.4g} ms predicted for the "
-            f"fastest network of this space (stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, "
-            f"kernels {', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere) by "
-            f"{b.latency_model.source or 'the latency model'}")
-
-
-def infeasible_message(problem: Problem) -> str:
-    """Why nothing fits: the budgets the cheapest network of the space needs (and the fastest, for latency)."""
-    s = evaluate(problem, smallest(problem)[None])
+def over_budget(problem: Problem) -> str | None:
+    """Why no network of the space meets the FLOPs, params or latency budget, or None when one might:
+    ``least_costs`` and ``budget.least_latency`` are lower bounds on every network's costs, so this is a proof."""
+    macs, params = least_costs(problem)
     b = problem.budget
     parts = []
-    if s.macs[0] > b.flops:
-        parts.append(f"flops budget {b.flops:.4g} is below the {s.macs[0]:.4g} MACs of the smallest network")
-    if s.params[0] > b.params:
-        parts.append(f"params budget {b.params:.4g} is below the {s.params[0]:.4g} params of the smallest network")
-    if parts:
-        return "infeasible budgets: " + "; ".join(parts) + " this space allows"
-    slow = latency_message(problem)
-    if slow:
-        return slow
-    return (f"no design of this space meets rho <= {b.rho0:g} within the budgets (the smallest network has "
-            f"rho {s.rho[0]:.3g}); raise rho0 or the budgets")
+    if macs > b.flops:
+        parts.append(f"flops: the budget {b.flops:.4g} is below {macs:.4g}, the fewest MACs of any network of this "
+                     f"space")
+    if params > b.params:
+        parts.append(f"params: the budget {b.params:.4g} is below {params:.4g}, the fewest params of any network "
+                     f"of this space")
+    if b.latency is not None:
+        least, x, t = least_latency(problem)
+        if least > b.latency:
+            sp, col = problem.space, columns(problem.space.n)
+            mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
+            parts.append(f"latency: the budget {b.latency:.4g} ms is below {least:.4g} ms, the least any network of "
+                         f"this space takes under {b.latency_model.source or 'the latency model'} (its fastest "
+                         f"network: stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, kernels "
+                         f"{', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere: {t:.4g} ms)")
+    return "no design meets the budgets: " + "; ".join(parts) if parts else None
 
 
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,
@@ -622,9 +643,9 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     same design, unless time_limit (seconds) cuts the search short. seed: of the kicks' random generator;
     seed_candidates > 0 adds the best row of ``evolution.evolve(problem, seed_candidates, seed=0)`` as a start."""
     t0 = time.perf_counter()
-    s = evaluate(problem, smallest(problem)[None])
-    if s.macs[0] > problem.budget.flops or s.params[0] > problem.budget.params or latency_message(problem):
-        raise Infeasible(infeasible_message(problem))
+    why = over_budget(problem)
+    if why:
+        raise Infeasible(why)
     search = _Search(problem, t0 + (time_limit if time_limit else math.inf))
     first = starts(problem, n_starts, search)
     if seed_candidates:
@@ -632,7 +653,7 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
             e = evolve(problem, candidates=seed_candidates, seed=0)
             first.append((np.array(e.x), e.objective))
             search.scored += e.evaluated
-        except Infeasible:
+        except (Infeasible, NotFound):
             pass
     best, best_f = first[0]
     for x0, f0 in first:
@@ -649,9 +670,10 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     final = evaluate(problem, best[None])
     if not (final.feasible[0] and in_space(problem, best[None])[0]):
         if time.perf_counter() >= search.deadline:
-            raise Infeasible(f"no design meeting the budgets was found within the time limit of {time_limit:g} s; "
-                             f"allow more time")
-        raise Infeasible(infeasible_message(problem))
+            raise NotFound(f"the search found no design within the budgets in the time limit of {time_limit:g} s; "
+                           f"allow more time")
+        raise NotFound("the search found no design within the budgets (that none exists is not proven: "
+                       "run the branch and bound, bound_nodes > 0)")
     # The search's design; deepmad.core.exact.solve adds the proven bound and gap (deepmad/core/bound.py).
     objective = float(final.objective[0])
     bound, gap = None, None

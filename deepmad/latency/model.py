@@ -19,11 +19,12 @@ import numpy as np
 
 from ..core.latency import (FEATURES, Family, LatencyModel, LatencyModelError, from_dict, kind_group, predict,
                             to_dict)
+from ..core.result import DeepMADWarning
 from ..core.spec import write_atomic
 from .nnls import nnls
 
 
-class LatencyModelWarning(UserWarning):
+class LatencyModelWarning(DeepMADWarning):
     """A latency model used on another device, or with other library versions, than it was calibrated with."""
 
 

@@ -20,8 +20,8 @@ NO_PENALTY = [Problem(p.space, Budget(p.budget.flops, p.budget.params, p.budget.
 @pytest.mark.parametrize("problem", NO_PENALTY, ids=lambda p: f"{p.space.block}-beta{p.budget.beta}")
 def test_complete_search_equals_brute_force_without_penalty(problem):
     best = brute_force(problem)
-    r = B.BranchAndBound(problem, incumbent=-math.inf).run(time_limit=math.inf, tol=0.0)
-    assert r.complete and r.bound == pytest.approx(best, rel=1e-12) and r.incumbent == pytest.approx(best, rel=1e-12)
+    r = B.BranchAndBound(problem, incumbent=-math.inf).run()
+    assert r.status == "optimal" and r.bound == pytest.approx(best, rel=1e-12) and r.incumbent == pytest.approx(best, rel=1e-12)
 
 
 def test_primal_heuristic_returns_better_designs_that_are_real():
@@ -31,8 +31,8 @@ def test_primal_heuristic_returns_better_designs_that_are_real():
     X = all_rows(problem)
     s = evaluate(problem, X)
     feas = np.sort(s.objective[s.feasible])
-    r = B.prove(problem, float(feas[0]), max_nodes=10**6, tol=0.0)
-    assert r.row is not None and r.complete
+    r = B.prove(problem, float(feas[0]), max_nodes=10**6)
+    assert r.row is not None and r.status == "optimal"
     row = np.array([r.row])
     assert evaluate(problem, row).feasible[0] and in_space(problem, row)[0]
     assert evaluate(problem, row).objective[0] == r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
@@ -43,8 +43,8 @@ def test_complete_search_equals_brute_force(problem):
     best = brute_force(problem)
     assert best > -math.inf
     bb = B.BranchAndBound(problem, incumbent=-math.inf)
-    r = bb.run(time_limit=math.inf, tol=0.0)
-    assert r.complete
+    r = bb.run()
+    assert r.status == "optimal"
     assert r.bound >= best - 1e-6 * abs(best)
     assert r.incumbent == pytest.approx(best, rel=1e-12)  # the exact leaves found the optimum itself
     assert r.bound == pytest.approx(best, rel=1e-12)
@@ -56,7 +56,7 @@ def test_bound_from_a_worse_incumbent_finds_the_optimum(problem):
     s = evaluate(problem, X)
     feas = np.sort(s.objective[s.feasible])
     worse = float(feas[len(feas) // 2])  # a median design as the incumbent
-    r = B.BranchAndBound(problem, incumbent=worse).run(time_limit=math.inf, tol=0.0)
+    r = B.BranchAndBound(problem, incumbent=worse).run()
     assert r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
     assert r.row is not None and evaluate(problem, np.array([r.row])).objective[0] == pytest.approx(feas[-1])
 
@@ -95,7 +95,7 @@ def test_preset_bound_is_above_the_design_and_finite():
     p = preset("deepmad-r18")
     from deepmad.core.solver import solve
     d = solve(p)
-    r = B.BranchAndBound(p, d.objective).run(time_limit=math.inf, max_nodes=300)
+    r = B.BranchAndBound(p, d.objective).run(max_nodes=300)
     assert math.isfinite(r.bound) and r.bound >= d.objective
     assert r.nodes <= 301 + 1
 
