@@ -332,7 +332,7 @@ class Relaxation:
 
     def kernel_looseness(self, i: int, a: int, b: int) -> float:
         """How far below a term's value at some kernel a..b the box's A·k^p of stage i's latency terms falls
-        (the largest relative shortfall; 0 when exact, as for one or two kernels)."""
+        (the largest relative shortfall; 0 when exact: one kernel, or two whose values grow with the kernel)."""
         sel = np.flatnonzero(self.kstage == i)
         if not len(sel):
             return 0.0
@@ -821,7 +821,7 @@ class BranchAndBound:
                     kap = v[R.ik + i]
                     gap = weight[R.ik + i] * min(abs(kap - math.log(k)) for k in sp.kernels[a:b + 1])
                     cands.append((gap, "k", i, self._ksplit(node, i, kap)))
-                if b - a >= 2 and R.by_kernel:  # the latency's A·k^p is loose inside 3 or more kernels: split them
+                if b > a and R.by_kernel:  # the latency's A·k^p is loose at a kernel the box allows: split them
                     loose = R.kernel_looseness(i, a, b)
                     if loose > 1e-9:
                         scale = abs(self.inc) if math.isfinite(self.inc) else 1.0
