@@ -7,20 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from deepmad.core import bound as B
-from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.core.budget import Budget, Problem, bounds, evaluate, in_space
 from deepmad.core.presets import preset
-from shared import all_rows, brute_force, budgeted, small_space
-
-
-def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
-    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
-                max_channels=40, num_classes=10)
-    if block == "mbconv":
-        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
-    elif block == "bottleneck":
-        base.update(ratio=(0.0, 1.0))
-    base.update(kw)
-    return Problem(Space(block, **base), Budget(flops, params, rho0))
+from shared import all_rows, brute_force, budgeted, small_space, tiny
 
 
 TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
