@@ -61,7 +61,7 @@ def tiny_space() -> st.SearchStrategy[Space]:
 
 
 def all_rows(problem: Problem) -> np.ndarray:
-    """Every row of a small space (brute force)."""
+    """Every row of a small space (brute force), ordered or not (``in_space`` applies the space's rules)."""
     sp = problem.space
     n = sp.n
     chans = range(sp.step, sp.max_channels + 1, sp.step)
@@ -77,6 +77,17 @@ def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
     X = all_rows(problem) if X is None else X
     s = evaluate(problem, X)
     return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
+
+
+def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
+    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
+                max_channels=40, num_classes=10)
+    if block == "mbconv":
+        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
+    elif block == "bottleneck":
+        base.update(ratio=(0.0, 1.0))
+    base.update(kw)
+    return Problem(Space(block, **base), Budget(flops, params, rho0))
 
 
 def budgeted(space: Space, scale: float, rho0: float, classifier: bool = True, beta: float = BETA) -> Problem:
@@ -200,17 +211,6 @@ def synthetic_latency_model(spaces, seed: int = 0, zeros: float = 0.3, scale: fl
 
 
 # ---------------------------------------------------------------------------------------------- tiny problems
-
-def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
-    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
-                max_channels=40, num_classes=10)
-    if block == "mbconv":
-        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
-    elif block == "bottleneck":
-        base.update(ratio=(0.0, 1.0))
-    base.update(kw)
-    return Problem(Space(block, **base), Budget(flops, params, rho0))
-
 
 TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
         tiny("bottleneck", 1.0e6, 20e3, 0.3, strides=(1, 2))]

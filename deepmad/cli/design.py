@@ -109,7 +109,8 @@ def _scoring(p: argparse.ArgumentParser) -> None:
                    help="leave the classifier out of params and FLOPs (backbone-only budgets)")
 
 
-def _check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec file path") -> None:
+def check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec file path") -> None:
+    """Refuse an output path that is a directory, exists (unless force), or cannot be written."""
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path}: is a directory, expected {what}")
     if os.path.exists(path) and not force:
@@ -119,6 +120,21 @@ def _check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec 
         raise ValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{flag} {path}: directory {parent} is not writable")
+
+
+def write_spec(args, spec, out: str, save=None) -> str:
+    """Write the designed spec to -o with save (default: ``spec.save``), checked again: the file may have appeared
+    during the solve; the report text then says where."""
+    if save is None:
+        from ..core.spec import save
+    if not args.output:
+        return out
+    check_output(args.output, args.force)
+    try:
+        save(spec, args.output)
+    except OSError as e:
+        raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    return out if args.json else out + f"\nspec written to {args.output}\n"
 
 
 @contextlib.contextmanager
@@ -149,7 +165,6 @@ def _proof_progress(enabled: bool):
 
 def _design(args) -> str:
     from .. import api, report
-    from ..core.spec import save
 
     if args.block == "mlp":
         from . import mlp
@@ -159,11 +174,11 @@ def _design(args) -> str:
         if value is not None:
             raise ValueError(f"{flag}: applies to --block mlp only")
     if args.output:
-        _check_output(args.output, args.force)
+        check_output(args.output, args.force)
     if args.report:
         from ..studies.plots import _plt
 
-        _check_output(args.report, args.force, "--report", "an .html file path")
+        check_output(args.report, args.force, "--report", "an .html file path")
         _plt()  # matplotlib missing: one line before the solve
     if args.preset is None and args.block is None:
         raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
@@ -183,19 +198,12 @@ def _design(args) -> str:
     latency = _latency_of(d.spec, d.problem.budget.latency_model, d.problem.budget.classifier)
     out = (report.dumps(report.design_json(d, an, latency)) if args.json
            else report.design_text(d, an, latency))
-    if args.output:
-        _check_output(args.output, args.force)  # again: the file may have appeared during the solve
-        try:
-            save(d.spec, args.output)
-        except OSError as e:
-            raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
-        if not args.json:
-            out += f"\nspec written to {args.output}\n"
+    out = write_spec(args, d.spec, out)
     if args.report:
         from ..core.spec import write_atomic
         from ..studies.page import design_page
 
-        _check_output(args.report, args.force, "--report", "an .html file path")
+        check_output(args.report, args.force, "--report", "an .html file path")
         try:
             write_atomic(args.report, design_page(d, an))
         except OSError as e:

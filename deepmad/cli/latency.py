@@ -11,6 +11,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from .design import check_output
+
 EPILOG_BENCH = """examples:
   deepmad bench resnet18 --device cpu --threads 1 --batch 1
   deepmad bench my-net.yaml --backend onnxruntime --json
@@ -96,18 +98,6 @@ def _settings(args):
                     allocator=args.allocator)
 
 
-def _check_output(path: str, force: bool) -> None:
-    if os.path.isdir(path):
-        raise ValueError(f"-o {path}: is a directory, expected a file path")
-    if os.path.exists(path) and not force:
-        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
-    parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
-        raise ValueError(f"-o {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {path}: directory {parent} is not writable")
-
-
 def _bench(args) -> str:
     from .models import require_torch
 
@@ -165,7 +155,7 @@ def _calibrate(args) -> str:
     from ..latency import calibrate as cal, measure as ms
     from ..latency.model import describe_fit, save
 
-    _check_output(args.output, args.force)
+    check_output(args.output, args.force, what="a latency model file path")
     settings = _settings(args)
     families = cal.parse_families(args.families)
     ms.check_device(settings)
@@ -176,7 +166,7 @@ def _calibrate(args) -> str:
         grid = replace(grid, resolutions=(args.resolution,))
     model = cal.calibrate(settings, families, grid=grid, seed=args.seed, progress=not (args.quiet or args.json),
                           runs=args.runs, warmup=args.warmup, log=log)
-    _check_output(args.output, args.force)  # again: the file may have appeared meanwhile
+    check_output(args.output, args.force, what="a latency model file path")  # again: it may have appeared meanwhile
     try:
         save(model, args.output)
     except OSError as e:

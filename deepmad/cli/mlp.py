@@ -10,7 +10,7 @@ def design(args) -> str:
     """``deepmad design --block mlp --inputs N --outputs N --params P --rho X``."""
     from .. import api, report
     from ..core.mlp import analyze, save
-    from .design import _check_output
+    from .design import check_output, write_spec
 
     for k in _CNN_ONLY:
         if getattr(args, k, None) is not None:
@@ -25,20 +25,12 @@ def design(args) -> str:
     if missing:
         raise ValueError(f"{missing[0]}: an MLP design needs --inputs, --outputs, --params and --rho")
     if args.output:
-        _check_output(args.output, args.force)
+        check_output(args.output, args.force)
     d = api.design_mlp(args.inputs, args.outputs, args.params, args.rho, max_depth=args.max_depth,
                        max_width=args.max_channels)
     a = analyze(d.spec)
     out = report.dumps(report.mlp_json(a, d)) if args.json else report.mlp_text(a, d)
-    if args.output:
-        _check_output(args.output, args.force)
-        try:
-            save(d.spec, args.output)
-        except OSError as e:
-            raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
-        if not args.json:
-            out += f"\nspec written to {args.output}\n"
-    return out
+    return write_spec(args, d.spec, out, save)
 
 
 def analysis(a, args) -> str:

@@ -130,15 +130,9 @@ def _sweep(args) -> str:
 
 
 def _check_picture(path: str, force: bool) -> None:
-    if os.path.isdir(path):
-        raise ValueError(f"-o {path}: is a directory, expected a .png or .svg file path")
-    if os.path.exists(path) and not force:
-        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
-    parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
-        raise ValueError(f"-o {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {path}: directory {parent} is not writable")
+    from .design import check_output
+
+    check_output(path, force, "-o", "a .png or .svg file path")
 
 
 def _draw(args) -> str:

@@ -145,22 +145,9 @@ def _seed(problem: Problem, s: _Space) -> np.ndarray:
     what = (f"the smallest network of the space (stem {small[0, 0]}, every stage {small[0, 1]} channels, "
             f"kernel {small[0, 2 * s.n + 1]}, depth 1) needs FLOPs {_fmt(macs)} MACs, params {_fmt(params)} "
             f"and has rho {rho:.4g}")
-    too_small = []
-    if macs > bu.flops:
-        too_small.append(f"FLOPs budget {_fmt(bu.flops)} is below {_fmt(macs)}, the fewest MACs of any network "
-                         f"of the space")
-    if params > bu.params:
-        too_small.append(f"params budget {_fmt(bu.params)} is below {_fmt(params)}, the fewest params of any "
-                         f"network of the space")
-    if bu.latency is not None:
-        least, fast, t = bud.least_latency(problem)
-        if least > bu.latency:
-            too_small.append(f"latency budget {bu.latency:.4g} ms is below {least:.4g} ms, the least any network of "
-                             f"the space takes (its fastest: stem {fast[0]}, every stage {fast[1]} channels, depth 1: "
-                             f"{t:.4g} ms)")
-    if too_small:
-        raise Infeasible(f"{problem.name or 'problem'}: no network meets the budgets: "
-                         + "; ".join(too_small) + f"; {what}")
+    why = bud.over_budget(problem)
+    if why:
+        raise Infeasible(f"{problem.name or 'problem'}: {why}; {what}")
     low_rho = sc.rho <= bu.rho0
     if low_rho.any():
         i = np.flatnonzero(low_rho)[np.argmin(sc.macs[low_rho])]

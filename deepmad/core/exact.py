@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from . import bound
-from .budget import Problem, evaluate, to_spec
+from .budget import Problem, evaluate, over_budget, to_spec
 from .evolution import evolve
 from .presets import PRESETS, preset
 from .reference import REFERENCE, reference
 from .result import Design, Infeasible, NotFound
-from .solver import BOUNDED_KICKS, BOUNDED_STARTS, over_budget, solve as search
+from .solver import BOUNDED_KICKS, BOUNDED_STARTS, solve as search
 from .spec import Spec, SpecError, load
 
 SOLVERS = ("lns", "evolution")

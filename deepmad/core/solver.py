@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import latency as lat
-from .budget import Problem, Space, bounds, columns, evaluate, in_space, least_latency, to_spec
+from .budget import Problem, Space, bounds, columns, evaluate, in_space, over_budget, smallest, to_spec
 from .evolution import evolve
 from .result import Design, Infeasible, NotFound
 
@@ -441,43 +441,6 @@ class _Search:
         return x, f
 
 
-def smallest(problem: Problem) -> np.ndarray:
-    """The cheapest row of the space with non-decreasing channels: every cost is increasing in every variable.
-    (It is in the space without guideline 3 too, but need not be the cheapest there: see ``least_costs``.)"""
-    lo, _ = bounds(problem)
-    sp = problem.space
-    x = lo.copy()
-    col = columns(sp.n)
-    x[: sp.n + 1] = np.maximum.accumulate(x[: sp.n + 1])  # non-decreasing channels
-    if sp.has_mid:
-        x[col["m"]] = np.maximum(x[col["m"]], np.ceil(sp.ratio[0] * x[col["c"]] / sp.step) * sp.step)
-    return x
-
-
-def least_costs(problem: Problem) -> tuple[float, float]:
-    """Lower bounds on the MACs and the params of every network of the space (exact with guideline 3: those of
-    ``smallest``). Without it, a stride-1 stage has a projection whenever c_{i-1} != c_i, so costs are not
-    monotone in the channels; but lowering every run of equal consecutive channels to its least value keeps or
-    removes projections and lowers every other cost, so every row costs at least one of the n + 1 rows whose
-    first j stages have the stem's least channels and the others the least stage channels (mids and kernels at
-    their least, depth 1). For mbconv, the row j = 0 drops the first expand conv: cheaper than any row of the
-    space, still a lower bound."""
-    x = smallest(problem)
-    if problem.space.ordered:
-        s = evaluate(problem, x[None])
-        return float(s.macs[0]), float(s.params[0])
-    sp = problem.space
-    n, col = sp.n, columns(sp.n)
-    lo, _ = bounds(problem)
-    X = np.repeat(lo[None], n + 1, 0)
-    for j in range(n + 1):
-        X[j, 1:j + 1] = lo[0]
-    if sp.has_mid:
-        X[:, col["m"]] = np.maximum(X[:, col["m"]], np.ceil(sp.ratio[0] * X[:, col["c"]] / sp.step) * sp.step)
-    s = evaluate(problem, X)
-    return float(s.macs.min()), float(s.params.min())
-
-
 def _repair(problem: Problem, X: np.ndarray) -> np.ndarray:
     """Rows clipped into the box, channels made non-decreasing (guideline 3) and mids put into their ratio range
     (without guideline 3, an mbconv mid equal to the previous unit's channels moved one step, see in_space)."""
@@ -611,30 +574,6 @@ def polisher(problem: Problem):
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
     return polish
-
-
-def over_budget(problem: Problem) -> str | None:
-    """Why no network of the space meets the FLOPs, params or latency budget, or None when one might:
-    ``least_costs`` and ``budget.least_latency`` are lower bounds on every network's costs, so this is a proof."""
-    macs, params = least_costs(problem)
-    b = problem.budget
-    parts = []
-    if macs > b.flops:
-        parts.append(f"flops: the budget {b.flops:.4g} is below {macs:.4g}, the fewest MACs of any network of this "
-                     f"space")
-    if params > b.params:
-        parts.append(f"params: the budget {b.params:.4g} is below {params:.4g}, the fewest params of any network "
-                     f"of this space")
-    if b.latency is not None:
-        least, x, t = least_latency(problem)
-        if least > b.latency:
-            sp, col = problem.space, columns(problem.space.n)
-            mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
-            parts.append(f"latency: the budget {b.latency:.4g} ms is below {least:.4g} ms, the least any network of "
-                         f"this space takes under {b.latency_model.source or 'the latency model'} (its fastest "
-                         f"network: stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, kernels "
-                         f"{', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere: {t:.4g} ms)")
-    return "no design meets the budgets: " + "; ".join(parts) if parts else None
 
 
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,

@@ -3,7 +3,6 @@ against brute force on tiny spaces, the search scores its neighbourhoods exactly
 off never lowers the optimum (tiny spaces by brute force, random problems by the complete branch and bound)."""
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import replace
 
@@ -14,43 +13,15 @@ from hypothesis import strategies as st
 
 from deepmad import api
 from deepmad.core import bound as B
-from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.core.budget import Problem, Space, evaluate, in_space
 from deepmad.core.evolution import evolve
-from deepmad.core.solver import FEASIBLE, _Neighbourhood, least_costs, merit, solve
-from shared import budgeted, small_space
+from deepmad.core.budget import least_costs
+from deepmad.core.solver import FEASIBLE, _Neighbourhood, merit, solve
+from shared import all_rows, brute_force, budgeted, small_space, tiny
 
 
 def unordered(p: Problem) -> Problem:
     return replace(p, space=replace(p.space, ordered=False))
-
-
-def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
-    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
-                max_channels=40, num_classes=10)
-    if block == "mbconv":
-        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
-    elif block == "bottleneck":
-        base.update(ratio=(0.0, 1.0))
-    base.update(kw)
-    return Problem(Space(block, **base), Budget(flops, params, rho0))
-
-
-def all_rows(problem: Problem) -> np.ndarray:
-    """Every row of a small space (brute force), ordered or not."""
-    sp, n = problem.space, problem.space.n
-    chans = range(sp.step, sp.max_channels + 1, sp.step)
-    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
-    hi_mid = int(bounds(problem)[1][n + 1])
-    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
-    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
-    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
-    return X[in_space(problem, X)]
-
-
-def brute_force(problem: Problem) -> float:
-    X = all_rows(problem)
-    s = evaluate(problem, X)
-    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
 
 
 # ordered optimum strictly below the unordered one (a narrower stage after the stem or a wider one), stride-1
