@@ -6,7 +6,8 @@ and ``train`` (train, eval, study). Each has ``add_commands(sub)``, which adds i
 for bad input). No group imports torch at import time: the design commands load them all.
 
 Bad input of any kind (usage errors included) ends with one line ``deepmad: error: ...`` on stderr and exit
-status 2, before anything is written.
+status 2, before anything is written. A handler whose work ends otherwise than in success (a training run
+stopped by SIGTERM: 143, by SIGINT: 130) raises ``Exit(code, out)``: out goes to stdout, code is the status.
 """
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from .. import __version__
 from . import design, models, train
 
 GROUPS = (design, models, train)
+
+
+class Exit(Exception):
+    """A command's end with exit status code (not 0), after printing out on stdout."""
+
+    def __init__(self, code: int, out: str = "") -> None:
+        super().__init__(code)
+        self.code, self.out = code, out
 
 
 class UsageError(Exception):
@@ -44,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command; returns the exit status (0 ok, 2 bad input, 128 + N stopped by signal N)."""
     p = parser()
     try:
         args = p.parse_args(argv)
@@ -58,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepmad: error: a command is required: {', '.join(handlers)} (see 'deepmad --help')",
               file=sys.stderr)
         return 2
+    code = 0
     try:
         out = handlers[args.command](args)
+    except Exit as e:
+        out, code = e.out, e.code
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"deepmad: error: {msg}", file=sys.stderr)
@@ -73,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return 0
+    return code
 
 
 if __name__ == "__main__":
