@@ -286,6 +286,7 @@ def open_data(data: str, *, val_split: float, resolution: int, subset: int | Non
             name = data
             xtr, ytr = _read_builtin(data.split(":", 1)[1])
             xte, yte = xtr[:0], ytr[:0]
+            classes = [str(i) for i in range(10)]  # the digits
         if val_split or not heldout:
             if not val_split:
                 raise DataError(f"--data {data}: has no val/test split of its own; give --val-split (e.g. 0.2)")

@@ -360,7 +360,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
                                                           "data": data.info(), "world_size": world}, indent=2)
                          + "\n")
         if ck is None:
-            fb.status(f"training {cfg.model} ({n_params:,} params) at {cfg.resolution} px: {cfg.epochs} epochs x "
+            fb.status(f"training {cfg.model} ({n_params:,} params) at {cfg.resolution} px: {cfg.epochs} epoch(s) x "
                       f"{steps_per_epoch} steps of {B} images ({world} process(es) x {accum} x {micro}), "
                       f"recipe {cfg.recipe}, peak lr {sched.peak:.4g}, device {dev}, amp {amp}; {mem_line}")
         else:

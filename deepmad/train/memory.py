@@ -100,7 +100,10 @@ def available(device: torch.device) -> int | None:
 
 
 def gib(n: float) -> str:
-    return f"{n / GiB:,.1f} GiB" if n >= 0.1 * GiB else f"{n / 2**20:,.0f} MiB"
+    """Bytes for people: GiB, MiB or KiB."""
+    if n >= 0.1 * GiB:
+        return f"{n / GiB:,.1f} GiB"
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n / 2**10:,.0f} KiB"
 
 
 __all__ = ["Estimate", "estimate", "available", "saved_bytes_per_image", "ACTIVATION_MARGIN", "gib"]
