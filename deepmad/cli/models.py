@@ -179,7 +179,10 @@ def _export(args) -> str:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
-    say(f"model {args.model or args.checkpoint}: building (a preset is designed on first use)")
+    from ..models.factory import is_preset
+
+    if is_preset(args.model):
+        say(f"model {args.model}: designing (the first use of a preset solves its program)")
     if args.checkpoint:
         model, weights = _from_checkpoint(args)
     else:
@@ -218,9 +221,10 @@ def add_commands(sub) -> None:
     e.add_argument("model", nargs="?", help="preset name, reference network (resnet50, ...), or spec file path "
                    "(default with --checkpoint: the checkpoint's model)")
     e.add_argument("-o", "--output", action="append", metavar="FILE",
-                   help="write FILE, ONNX for .onnx, TorchScript for .pt/.pth/.ts (repeat for both)")
-    e.add_argument("--onnx", metavar="FILE", help="write an ONNX file (dynamic batch axis)")
-    e.add_argument("--torchscript", metavar="FILE", help="write a traced TorchScript file")
+                   help="write FILE, ONNX for .onnx, TorchScript for .pt/.pth/.ts; repeat for both (default: "
+                        "none; one of -o, --onnx, --torchscript is required)")
+    e.add_argument("--onnx", metavar="FILE", help="write an ONNX file, dynamic batch axis (default: none)")
+    e.add_argument("--torchscript", metavar="FILE", help="write a traced TorchScript file (default: none)")
     e.add_argument("--checkpoint", metavar="CKPT",
                    help="export the trained weights of a deepmad train checkpoint (best.pt, last.pt) (default: "
                         "random weights and BatchNorm statistics, so that the check sees every layer)")

@@ -37,7 +37,7 @@ from . import checkpoint as ckpt
 from . import data as datamod
 from . import distributed
 from .augment import EvalTransform, TrainTransform, hard_labels, loss_fn
-from ..models.factory import SPEC_SUFFIXES
+from ..models.factory import is_preset
 from .config import BASE_BATCH, TRAJECTORY, ConfigError, TrainConfig, check, default_workers, flag, resolve
 from .metrics import Feedback, JsonlLog, Rate, plot_curves, read_jsonl, topk_correct
 from .schedule import Schedule
@@ -202,17 +202,16 @@ def _compare(saved: TrainConfig, now: TrainConfig) -> None:
                               f"with the same settings (or start a new run)")
 
 
-def _resolution(cfg: TrainConfig, spec: Spec, data: datamod.Data, fb: Feedback) -> int:
-    """The side a run trains at: --resolution; else the stored side of array data (CIFAR, builtin), said in
-    one line when it is not the model's; else (image folders, decoded at any size) the model's."""
+def _resolution(cfg: TrainConfig, spec: Spec, data: datamod.Data) -> tuple[int, str | None]:
+    """The side a run trains at, and the line that says so when it is not the model's: --resolution; else the
+    stored side of array data (CIFAR, builtin); else (image folders, decoded at any size) the model's."""
     if cfg.resolution is not None:
-        return cfg.resolution
+        return cfg.resolution, None
     if data.kind != "imagefolder" and data.size != spec.resolution:
-        fb.status(f"{spec.name or cfg.model} is designed for {spec.resolution} px inputs; {data.name} images are "
-                  f"{data.size} px: training at {data.size} px (--resolution {spec.resolution} resizes them to "
-                  f"the model's side instead)")
-        return data.size
-    return spec.resolution if data.kind == "imagefolder" else data.size
+        return data.size, (f"{spec.name or cfg.model} is designed for {spec.resolution} px inputs; {data.name} "
+                           f"images are {data.size} px: training at {data.size} px (--resolution "
+                           f"{spec.resolution} resizes them to the model's side instead)")
+    return (spec.resolution if data.kind == "imagefolder" else data.size), None
 
 
 def _check_memory(cfg: TrainConfig, spec: Spec, dev: torch.device, amp: str, micro: int, params: int) -> str:
@@ -263,17 +262,18 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
     t_start = time.perf_counter()
     fb = Feedback(cfg.progress if d.main else "off")
     cfg = resolve(cfg, kind, heldout)
-    if not isinstance(cfg.model, str) or not cfg.model.lower().endswith(SPEC_SUFFIXES):
-        fb.status(f"model {cfg.model}: resolving (a preset is designed on first use)")
-    spec = model_spec(cfg.model)
+    with (fb.during(f"model {cfg.model}: designing (the first use of a preset solves its program)", 0.5)
+          if is_preset(cfg.model) else contextlib.nullcontext()):
+        spec = model_spec(cfg.model)
     ck = ckpt.load(out / "last.pt") if resuming else None
-    fb.status(f"data {cfg.data}: loading")
     t0 = time.perf_counter()
-    data = datamod.open_data(cfg.data, val_split=cfg.val_split, resolution=cfg.resolution or spec.resolution,
-                             subset=cfg.subset, val_subset=cfg.val_subset)
-    fb.status(f"data {data.name}: {len(data.train):,} train / {len(data.val):,} val images, {data.num_classes} "
+    with fb.during(f"data {cfg.data}: loading"):
+        data = datamod.open_data(cfg.data, val_split=cfg.val_split, resolution=cfg.resolution or spec.resolution,
+                                 subset=cfg.subset, val_subset=cfg.val_subset)
+    loaded = (f"data {data.name}: {len(data.train):,} train / {len(data.val):,} val images, {data.num_classes} "
               f"classes, {data.channels} channel(s), {data.size} px ({time.perf_counter() - t0:.1f} s)")
-    cfg = replace(cfg, resolution=_resolution(cfg, spec, data, fb))
+    resolution, note = _resolution(cfg, spec, data)
+    cfg = replace(cfg, resolution=resolution)
     if ck is not None:
         _compare(TrainConfig.from_dict(ck["config"]), cfg)
     spec = replace(spec, num_classes=data.num_classes, resolution=cfg.resolution)
@@ -359,6 +359,9 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
             write_atomic(out / "config.json", json.dumps({"config": cfg.to_dict(), "spec": to_dict(spec),
                                                           "data": data.info(), "world_size": world}, indent=2)
                          + "\n")
+        fb.status(loaded)
+        if note:
+            fb.status(note)
         if ck is None:
             fb.status(f"training {cfg.model} ({n_params:,} params) at {cfg.resolution} px: {cfg.epochs} epoch(s) x "
                       f"{steps_per_epoch} steps of {B} images ({world} process(es) x {accum} x {micro}), "
@@ -579,10 +582,11 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, bat
     src = data or cfg.data
     kind, heldout = datamod.source_kind(src)
     same = src == cfg.data
-    fb.status(f"data {src}: loading")
-    ds = datamod.open_data(src, val_split=cfg.val_split if same else (0.0 if heldout or kind == "imagefolder"
-                                                                      else cfg.val_split or 0.2),
-                           resolution=cfg.resolution, val_subset=cfg.val_subset if same else None, split="eval")
+    with fb.during(f"data {src}: loading"):
+        ds = datamod.open_data(src, val_split=cfg.val_split if same else (0.0 if heldout or kind == "imagefolder"
+                                                                          else cfg.val_split or 0.2),
+                               resolution=cfg.resolution, val_subset=cfg.val_subset if same else None,
+                               split="eval")
     _check_match(path, src, ds, spec, info)
     d = distributed.setup(device)
     try:

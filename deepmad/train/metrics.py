@@ -107,6 +107,27 @@ class Feedback:
             self.stream.write(text + "\n")
         self.stream.flush()
 
+    def during(self, text: str, after: float = 1.0):
+        """Context: the status line text, printed only if the work inside takes longer than after seconds
+        (so that a quick failure is the one line of its error)."""
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def ctx():
+            timer = threading.Timer(after, self.status, args=(text,)) if self.enabled else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                yield
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()
+
+        return ctx()
+
     def bar(self, *, total: int, desc: str, unit: str, initial: int = 0, leave: bool = True):
         """A tqdm bar of total units starting at initial (a do-nothing bar when off)."""
         if not self.enabled:
