@@ -45,11 +45,12 @@ Run the same command again to continue a study: finished networks are skipped, a
 
 
 def require_train() -> None:
-    """Raise a one-line ValueError when torch, kornia or matplotlib cannot be imported."""
+    """Raise a one-line ValueError when torch, kornia, matplotlib or tqdm cannot be imported."""
     try:
         import kornia  # noqa: F401
         import matplotlib  # noqa: F401
         import torch  # noqa: F401
+        import tqdm  # noqa: F401
     except ImportError:
         raise ValueError(TRAIN_MISSING) from None
 
