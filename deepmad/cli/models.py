@@ -173,7 +173,7 @@ def _export(args) -> str:
         raise ValueError(f"--opset: expected an integer in {OPSETS.start}..{OPSETS.stop - 1}, got {args.opset}")
     for flag, path in (("--onnx", onnx_path), ("--torchscript", ts_path)):
         if path:
-            check_path(path, args.force, flag)  # every destination is checked before any work is done
+            check_path(path, args.force, "-o" if path in (args.output or []) else flag)  # every destination is checked before any work is done
 
     def say(text: str) -> None:
         if not args.quiet:

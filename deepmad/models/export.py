@@ -216,7 +216,8 @@ class _Eval:
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give model random weights and BatchNorm statistics of order one, in place (seeded), so that every layer
     shows in its outputs: convolutions and linear layers He-normal with small random biases, BatchNorm
-    running means N(0, 0.1^2), variances and scales U(0.5, 1.5), shifts N(0, 0.1^2). Returns model."""
+    running means N(0, 0.1^2), variances and scales U(0.5, 1.5) (U(0.1, 0.4) for the last scale of a residual
+    branch), shifts N(0, 0.1^2). Returns model."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -233,6 +234,15 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 if m.affine:
                     m.weight.copy_(0.5 + torch.rand(n, generator=g))
                     m.bias.copy_(0.1 * torch.randn(n, generator=g))
+        # the last BN of a residual branch (the one zero_init_last zeroes) at U(0.1, 0.4): each branch still
+        # counts, and the sum over dozens of blocks stays of order one instead of doubling per block
+        for m in model.modules():
+            if hasattr(m, "zero_init_last"):
+                bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.affine]
+                m.zero_init_last()
+                for b in bns:
+                    if not b.weight.any():
+                        b.weight.copy_(0.1 + 0.3 * torch.rand(b.num_features, generator=g))
     return model
 
 

@@ -135,8 +135,12 @@ class Feedback:
         from tqdm import tqdm
 
         if self.live:
+            try:  # a terminal of unknown or zero width (some pseudo-terminals) gets 100 columns
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (AttributeError, OSError, ValueError):
+                sized = False
             return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream, leave=leave,
-                        dynamic_ncols=True, mininterval=0.25, smoothing=0.1)
+                        dynamic_ncols=sized, ncols=None if sized else 100, mininterval=0.25, smoothing=0.1)
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=_Lines(self.stream), leave=leave,
                     ncols=100, mininterval=60.0, maxinterval=1e9, delay=60.0, ascii=True, smoothing=0.1)
 
