@@ -7,14 +7,17 @@ and budgets with the presets' default layouts) into a ``budget.Problem`` and han
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from typing import Any, Sequence
 
+from .core import mlp
 from .core.analysis import Analysis, Row, analyze_spec, parse_alpha, parse_beta, usage
-from .core.budget import Budget, Problem, Space, parse_count
-from .core.exact import SOLVERS, _positive, _positive_int, prove, resolve, solve  # noqa: F401 (re-exported)
+from .core.budget import Budget, Problem, Space, parse_count, unbinding
+from .core.exact import SOLVERS, _positive, _positive_int, resolve, solve  # noqa: F401 (re-exported)
 from .core.presets import PRESETS, preset as _preset
 from .core.reference import REFERENCE
+from .core.result import DeepMADWarning
 from .core.spec import BLOCKS, Spec
 from .core.theory import BETA
 
@@ -38,7 +41,10 @@ def analyze(target: Spec | str | os.PathLike, alpha: Sequence[float] | None = No
     alpha (default (1, ..., 1, 8)), beta and classifier set how the network is scored and counted.
     """
     alpha, beta = parse_alpha(alpha), parse_beta(beta)  # bad weights fail before a preset is designed
-    return analyze_spec(resolve(target), alpha, beta, classifier)
+    spec = target if isinstance(target, mlp.MLPSpec) else resolve(target)
+    if isinstance(spec, mlp.MLPSpec):  # Section 3: entropy (Eq. 1) and rho of an MLP
+        return mlp.analyze(spec)
+    return analyze_spec(spec, alpha, beta, classifier)
 
 
 # ---------------------------------------------------------------------------------------------- design
@@ -59,10 +65,19 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
             rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
             alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
             max_depth: int | None = None, max_channels: int | None = None,
-            kernels: Sequence[int] | None = None) -> Problem:
-    """The design problem of a preset (with overrides) or of a block family and budgets."""
+            kernels: Sequence[int] | None = None, multiscale: bool = True,
+            allow_decreasing: bool = False) -> Problem:
+    """The design problem of a preset (with overrides) or of a block family and budgets.
+
+    The paper's guidelines (Sec. 4.2) as switches: ``multiscale=False`` drops guideline 1 (the objective's
+    entropy is Eq. 4 of the whole network, the last scale's H alone: α = (0, ..., 0, 1)); ``beta=0`` drops
+    guideline 2 (no depth penalty); ``allow_decreasing=True`` drops guideline 3 (channels need not grow)."""
     alpha = parse_alpha(alpha)
+    if not multiscale and alpha is not None:
+        raise ValueError("alpha: multiscale=False (--no-multiscale) sets alpha to (0, ..., 0, 1); give one or the other")
     over = {}
+    if allow_decreasing:
+        over["ordered"] = False
     if resolution is not None:
         over["resolution"] = _positive_int(resolution, "resolution")
     if strides is not None:
@@ -98,7 +113,12 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
         budget = Budget(flops, params, rho, alpha, parse_beta(beta), True if classifier is None else bool(classifier))
         name = f"deepmad-{block}"
     prob = Problem(space, budget, name=name)
+    if not multiscale:  # guideline 1 off: the entropy of the last scale only (Eq. 4 of the whole network)
+        m = len(space.scale_ends())
+        prob = replace(prob, budget=replace(budget, alpha=(0.0,) * (m - 1) + (1.0,)))
     prob.alpha  # raises a ValueError naming alpha when it does not fit the layout's scales
+    for why in unbinding(prob):
+        warnings.warn(why, DeepMADWarning, stacklevel=2)
     return prob
 
 
@@ -106,20 +126,46 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
            rho: float | None = None, resolution: int | None = None, strides: Sequence[int] | None = None,
            alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
-           solver: str = "lns", seed: int = 0, candidates: int = 500_000, time_limit: float | None = None,
-           bound_nodes: int | None = None):
+           solver: str = "lns", seed: int | None = None, candidates: int | None = None,
+           time_limit: float | None = None, bound_nodes: int | None = None, gap_tol: float = 0.0, progress=None,
+           multiscale: bool = True, allow_decreasing: bool = False):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
-    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs); bound_nodes
-    to ``bound.BOUND_NODES`` (the proof's node budget, 0: no proof, gap None). Returns a
-    ``deepmad.core.solver.Design``; raises ValueError (``solver.Infeasible`` for budgets no design meets).
+    224; alpha to (1, ..., 1, 8), beta to 10, classifier to True (counted in params and FLOPs). The design is
+    the proven optimum unless the proof stops first: bound_nodes (default ``bound.BOUND_NODES``; 0: no proof,
+    gap None), gap_tol (stop once the gap is at most this, relative) or time_limit (seconds) end it, and the
+    design's ``status`` says which. seed and candidates apply to the evolutionary baseline only.
+    ``progress(nodes, bound, incumbent)`` is called while the proof runs. multiscale=False and
+    allow_decreasing=True switch guidelines 1 and 3 off (see ``problem``), beta=0 guideline 2. Returns a
+    ``deepmad.core.result.Design``; raises ValueError (``result.Infeasible`` when it is proven that no design
+    meets the budgets, ``result.NotFound`` when none was found without such a proof).
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
-                   max_channels=max_channels, kernels=kernels)
-    return solve(prob, solver=solver, seed=seed, candidates=candidates, time_limit=time_limit,
-                 bound_nodes=bound_nodes)
+                   max_channels=max_channels, kernels=kernels, multiscale=multiscale,
+                   allow_decreasing=allow_decreasing)
+    if solver in SOLVERS and solver != "evolution":
+        for name, value in (("seed", seed), ("candidates", candidates)):
+            if value is not None:
+                warnings.warn(f"{name}: applies to the evolutionary baseline only (solver='evolution'); ignored by "
+                              f"{solver}", DeepMADWarning, stacklevel=2)
+    return solve(prob, solver=solver, seed=0 if seed is None else seed,
+                 candidates=500_000 if candidates is None else candidates, time_limit=time_limit,
+                 bound_nodes=bound_nodes, gap_tol=gap_tol, progress=progress)
+
+
+def design_mlp(inputs: int, outputs: int, params: Any, rho: float, *, max_depth: int | None = None,
+               max_width: int | None = None, step: int | None = None, bias: bool = True, act: str = "relu",
+               name: str = "deepmad-mlp") -> mlp.MLPDesign:
+    """Design an MLP (Section 3): the largest entropy of Eq. 1 within a params budget and ρ0, exact
+    (``deepmad.core.mlp.solve``). params takes numbers or strings like '1M'."""
+    kw = {k: v for k, v in (("max_depth", max_depth), ("max_width", max_width), ("step", step)) if v is not None}
+    for k, v in (("inputs", inputs), ("outputs", outputs), *kw.items()):
+        _positive_int(v, k)
+    prob = mlp.MLPProblem(inputs, outputs, parse_count(params, "params"), _positive(rho, "rho"), bias=bias, act=act,
+                          name=name, **kw)
+    return mlp.solve(prob)
 
 
 def analyze_design(d) -> Analysis:
@@ -138,5 +184,5 @@ def list_networks() -> list[str]:
     return list(REFERENCE)
 
 
-__all__ = ["design", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage",
+__all__ = ["design", "design_mlp", "analyze", "analyze_spec", "analyze_design", "problem", "solve", "resolve", "usage",
            "Analysis", "Row", "LAYOUTS", "SOLVERS", "list_presets", "list_networks"]

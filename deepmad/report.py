@@ -113,13 +113,17 @@ def analysis_text(a: Analysis) -> str:
     return _lines(title, a, summary(a))
 
 
-def gap_text(gap: float | None) -> str:
-    """'0 (proven optimal)', '1.23%' or 'not proven'."""
+STOPPED = {"gap_limit": "stopped at the gap tolerance", "node_limit": "stopped at the node limit",
+           "time_limit": "stopped at the time limit"}
+
+
+def gap_text(gap: float | None, status: str | None = None) -> str:
+    """'0 (proven optimal)', '1.23% (stopped at the node limit)' or 'not proven'."""
     if gap is None:
         return "not proven"
     if gap == 0:
         return "0 (proven optimal)"
-    return f"{100 * gap:.3g}%"
+    return f"{100 * gap:.3g}%" + (f" ({STOPPED[status]})" if status in STOPPED else "")
 
 
 def design_text(d, a: Analysis) -> str:
@@ -129,8 +133,9 @@ def design_text(d, a: Analysis) -> str:
              f"{sp.n} stages, rho0 {bu.rho0:g}")
     extra = summary(a, bu) + [
         ("solver", f"{d.solver}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored"),
-        ("gap", gap_text(d.gap) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch and bound over "
-            f"{getattr(d, 'bound_nodes', 0):,} nodes")),
+        ("gap", gap_text(d.gap, d.status) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch "
+            f"and bound over {d.bound_nodes:,} nodes")),
+        ("status", d.status if d.bound is not None else "not proven (--bound-nodes 0)"),
     ]
     return _lines(title, a, extra)
 
@@ -147,8 +152,8 @@ def budget_json(bu) -> dict[str, Any]:
 
 def design_json(d, a: Analysis) -> dict[str, Any]:
     """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved."""
-    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound,
-            "bound_nodes": getattr(d, "bound_nodes", 0), "seconds": d.seconds,
+    return {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "status": d.status,
+            "bound_nodes": d.bound_nodes, "seconds": d.seconds,
             "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
             "usage": usage(a, d.problem.budget)}
 
@@ -171,3 +176,52 @@ def presets_json(problems) -> dict[str, Any]:
     return {"presets": [{"name": p.name, "block": p.space.block, "resolution": p.space.resolution,
                          "strides": list(p.space.strides), "head": p.space.head, **budget_json(p.budget)}
                         for p in problems]}
+
+
+# ---------------------------------------------------------------------------------------------- MLPs (Section 3)
+
+def mlp_table(a) -> str:
+    """Per-layer table of an MLP: widths, params, and the entropy (Eq. 1) and ρ of the prefix ending there."""
+    rows = [("layer", "in", "out", "params", "H prefix", "rho prefix")]
+    for r in a.rows:
+        rows.append((str(r.index), str(r.inputs), str(r.outputs), f"{r.params:,}", num(r.entropy, 1), num(r.rho, 3)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, row in enumerate(rows):
+        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def mlp_text(a, d=None) -> str:
+    """Human report of an analyzed MLP, or (d) of a designed one, with its budget usage and proof."""
+    sp = a.spec
+    hidden = ",".join(map(str, sp.hidden)) or "none"
+    title = f"{a.name or 'mlp'}: MLP {sp.inputs} -> {sp.outputs}, {a.layers} linear layers, hidden {hidden}"
+    extra = [("entropy", f"{num(a.entropy)}  (Eq. 1: w_(L+1) * sum log w_i)"),
+             ("rho", f"{a.rho:.3f}"), ("params", f"{si(a.params)} ({a.params:,})"),
+             ("FLOPs", f"{si(a.flops)} MACs ({a.flops:,}, one input)"), ("layers", str(a.layers))]
+    if d is not None:
+        p = d.problem
+        extra[1] = ("rho", f"{a.rho:.3f}  {100 * a.rho / p.rho0:.1f}% of rho0 {p.rho0:g}")
+        extra[2] = ("params", f"{si(a.params)} ({a.params:,})  {100 * a.params / p.params:.1f}% of {si(p.params)}")
+        extra += [("solver", f"{d.solver} over {d.evaluated} depths (hidden widths {p.step}..{p.max_width}, step "
+                             f"{p.step}), {d.seconds:.2f} s"),
+                  ("gap", gap_text(d.gap) + f"  proven: every depth scored, entropy <= {num(d.bound)}")]
+    width = max(len(k) for k, _ in extra)
+    out = [title, "", mlp_table(a), ""] + [f"{k.ljust(width)}  {v}" for k, v in extra]
+    return "\n".join(out) + "\n"
+
+
+def mlp_json(a, d=None) -> dict[str, Any]:
+    """The JSON object of ``deepmad analyze`` / ``design --block mlp`` for an MLP."""
+    out = a.to_dict()
+    if d is not None:
+        p = d.problem
+        out.update({"objective": d.objective, "gap": d.gap, "bound": d.bound, "seconds": d.seconds,
+                    "solver": d.solver, "evaluated": d.evaluated,
+                    "budget": {"params": p.params, "rho0": p.rho0, "max_depth": p.max_depth,
+                               "max_width": p.max_width, "step": p.step},
+                    "usage": {"params": a.params / p.params, "rho": a.rho / p.rho0}})
+    return out

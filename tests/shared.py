@@ -5,13 +5,14 @@ A plain module, not a test file: pytest puts tests/ on the path (``pythonpath`` 
 ``--import-mode=importlib`` test files cannot import each other."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 from hypothesis import strategies as st
 
 from deepmad.core import blocks, theory, tinynas
-from deepmad.core.budget import Budget, Problem, Space, evaluate
+from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
 from deepmad.core.presets import PRESETS, RELEASED_NAME
 from deepmad.core.spec import ACTIVATIONS, BLOCKS, Spec, Stage, Stem
 from deepmad.core.theory import BETA
@@ -36,6 +37,57 @@ def small_space(max_depth: int = 4) -> st.SearchStrategy[Space]:
         num_classes=st.sampled_from([0, 10]),
         head=st.sampled_from([None, 96]),
     )
+
+
+def tiny_space() -> st.SearchStrategy[Space]:
+    """Spaces small enough to enumerate (at most ~10^5 rows): 2 stages, 8-40 channels, up to 3 blocks a stage,
+    every block family, strides 1/2, one or two kernels, an optional head and classifier."""
+    def build(block: str, **kw) -> Space:
+        extra = {"ratio": (1.5, 2.5), "se": 0.25} if block == "mbconv" else {}
+        return Space(block=block, **kw, **extra)
+
+    return st.builds(
+        build,
+        block=st.sampled_from(["basic", "bottleneck", "mbconv"]),
+        strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=2).map(tuple),
+        resolution=st.sampled_from([16, 32]),
+        stem_channels=st.just((8, 16)),
+        kernels=st.sampled_from([(3,), (3, 5)]),
+        max_depth=st.integers(1, 3),
+        max_channels=st.sampled_from([24, 32, 40]),
+        num_classes=st.sampled_from([0, 10]),
+        head=st.sampled_from([None, 32]),
+    )
+
+
+def all_rows(problem: Problem) -> np.ndarray:
+    """Every row of a small space (brute force), ordered or not (``in_space`` applies the space's rules)."""
+    sp = problem.space
+    n = sp.n
+    chans = range(sp.step, sp.max_channels + 1, sp.step)
+    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
+    hi_mid = int(bounds(problem)[1][n + 1])
+    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
+    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
+    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
+    return X[in_space(problem, X)]
+
+
+def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
+    X = all_rows(problem) if X is None else X
+    s = evaluate(problem, X)
+    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
+
+
+def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
+    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
+                max_channels=40, num_classes=10)
+    if block == "mbconv":
+        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
+    elif block == "bottleneck":
+        base.update(ratio=(0.0, 1.0))
+    base.update(kw)
+    return Problem(Space(block, **base), Budget(flops, params, rho0))
 
 
 def budgeted(space: Space, scale: float, rho0: float, classifier: bool = True, beta: float = BETA) -> Problem:

@@ -19,7 +19,7 @@ from deepmad import api
 from deepmad.core import blocks, budget
 from deepmad.core.presets import PRESETS, RELEASED_NAME
 from deepmad.core.reference import REFERENCE, reference
-from deepmad.core.result import Design, Infeasible
+from deepmad.core.result import DeepMADWarning, Design, Infeasible
 from deepmad.core.spec import SpecError, save
 from shared import recheck, released_objective
 
@@ -228,8 +228,14 @@ def test_design_bad_preset():
 
 @pytest.mark.parametrize("solver", ["lns", "evolution"])
 def test_infeasible_budgets(solver):
-    with pytest.raises(Infeasible):
-        api.design(block="bottleneck", flops="1M", params="10k", rho=0.3, solver=solver, candidates=100)
+    extra = dict(candidates=100) if solver == "evolution" else {}
+    with pytest.raises(Infeasible, match="flops: the budget 1e\\+06 is below"):
+        api.design(block="bottleneck", flops="1M", params="10k", rho=0.3, solver=solver, **extra)
+
+
+def test_options_the_solver_ignores_warn():
+    with pytest.warns(DeepMADWarning, match="seed: applies to the evolutionary baseline only"):
+        api.design("deepmad-r18", seed=3, bound_nodes=0)
 
 
 # ---------------------------------------------------------------------------------------------- package
@@ -264,9 +270,23 @@ def test_design_proves_a_bound_and_gap():
 
 # ------------------------------------------------- the designs `deepmad design --preset` gives (with the proof)
 
+# the optimum of each preset, as the branch and bound at tolerance 0 proved it before it was the default
+# (issue 9); the default design must reach it
+OPTIMA = {"deepmad-r18": 63_783.84, "deepmad-r34": 85_345.72, "deepmad-r50": 89_702.09, "deepmad-b0": 27_406.86,
+          "deepmad-mb": 24_739.48, "deepmad-29m": 58_678.18, "deepmad-29m-288": 53_545.60,
+          "deepmad-50m": 71_314.79, "deepmad-89m": 86_836.49}
+
+
 @pytest.fixture(scope="module")
 def proven() -> dict:
     return {name: api.design(name) for name in PRESETS}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_default_preset_design_is_the_proven_optimum(proven, name):
+    d = proven[name]
+    assert d.status == "optimal" and d.gap == 0.0 and d.bound <= d.objective * (1 + 1e-12)
+    assert round(d.objective, 2) >= OPTIMA[name]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -304,4 +324,46 @@ def test_time_limit_covers_the_proof():
     its root, whose bound is still valid."""
     d = api.design("deepmad-b0", time_limit=1e-3)
     s = budget.evaluate(d.problem, np.array([d.x]))
-    assert bool(s.feasible[0]) and d.bound_nodes == 1 and d.bound >= d.objective
+    assert bool(s.feasible[0]) and d.bound_nodes <= 2 and d.bound >= d.objective and d.status == "time_limit"
+
+
+# ---------------------------------------------------------------------------------------------- sizes, warnings
+
+@pytest.mark.parametrize("kw,match", [(dict(rho=100), "rho: rho0 100 cannot bind: no network of this space has rho "
+                                                      "above 45.12"),
+                                      (dict(resolution=1), "5 down-sampling scales merge into 1"),
+                                      (dict(flops=1e15), "flops: the budget 1e\\+15 cannot bind")])
+def test_budgets_that_cannot_bind_warn(kw, match):
+    with pytest.warns(DeepMADWarning, match=match):
+        api.problem("deepmad-r18", **kw)
+
+
+def test_presets_and_layouts_warn_of_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepMADWarning)
+        for name in PRESETS:
+            api.problem(name)
+        api.problem(block="mbconv", flops="300M", params="3.5M", rho=0.5)
+
+
+@pytest.mark.parametrize("kw,match", [(dict(resolution=100_000), "resolution: expected 1..4096"),
+                                      (dict(max_channels=10**8), "max_channels: expected 8..65536"),
+                                      (dict(max_depth=10**6), "max_depth: expected 1..1000")])
+def test_spaces_above_a_sane_size_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        api.problem("deepmad-r18", **kw)
+
+
+def test_counts_of_a_huge_spec_are_exact_integers():
+    """At the size limits, MACs and params exceed 2^53 (floats would round them): the analysis counts them as
+    Python integers, equal to the conv-by-conv sum."""
+    from deepmad.core import blocks
+    from deepmad.core.spec import MAX_CHANNELS, MAX_RESOLUTION, Spec, Stage, Stem
+
+    s = Spec(MAX_RESOLUTION, Stem(64, stride=1), (Stage("basic", MAX_CHANNELS, 3, stride=1, kernel=31),))
+    a = api.analyze(s)
+    convs = blocks.convs(s)
+    assert type(a.flops) is int and a.flops == sum(c.macs for c in convs) and a.flops > 2**53
+    assert type(a.params) is int and a.params == sum(c.params for c in convs)

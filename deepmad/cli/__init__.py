@@ -1,7 +1,7 @@
 """The ``deepmad`` command.
 
-One module per command group: ``design`` (design, analyze, presets; no torch), ``models`` (summary, export)
-and ``train`` (train, eval, study). Each has ``add_commands(sub)``, which adds its subparsers, and
+One module per command group: ``design`` (design, analyze, presets; no torch), ``studies`` (sweep, draw; no
+torch), ``models`` (summary, export) and ``train`` (train, eval, study). Each has ``add_commands(sub)``, which adds its subparsers, and
 ``COMMANDS``, a dict from command name to a handler ``handler(args) -> str`` (the text to print; ValueError
 for bad input). No group imports torch at import time: the design commands load them all.
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
-from . import design, models, train
+from . import design, models, studies, train
 
-GROUPS = (design, models, train)
+GROUPS = (design, studies, models, train)
 
 
 class Exit(Exception):
@@ -67,9 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepmad: error: a command is required: {', '.join(handlers)} (see 'deepmad --help')",
               file=sys.stderr)
         return 2
+    from ..core.result import DeepMADWarning
+
     code = 0
     try:
-        out = handlers[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeepMADWarning)
+            try:
+                out = handlers[args.command](args)
+            finally:
+                for w in caught:  # ignored options, budgets that cannot bind: one line each, on stderr
+                    if issubclass(w.category, DeepMADWarning):
+                        print(f"deepmad: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except Exit as e:
         out, code = e.out, e.code
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import sys
 
 EPILOG_DESIGN = """examples:
   deepmad design --preset deepmad-r50
@@ -28,7 +31,10 @@ def add_commands(sub) -> None:
     d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",
                        epilog=EPILOG_DESIGN, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--preset", help="a built-in problem (see 'deepmad presets'); budget flags override it")
-    d.add_argument("--block", help="block family: basic, bottleneck or mbconv")
+    d.add_argument("--block", help="block family: basic, bottleneck or mbconv; or mlp (Section 3: with --inputs, "
+                                   "--outputs, --params, --rho)")
+    d.add_argument("--inputs", type=int, help="mlp only: input dimension")
+    d.add_argument("--outputs", type=int, help="mlp only: output dimension")
     d.add_argument("--flops", help="multiply-accumulate budget, e.g. 1.8G")
     d.add_argument("--params", help="parameter budget, e.g. 11.7M")
     d.add_argument("--rho", type=float, help="effectiveness bound rho0, e.g. 0.3 (ResNet blocks), 0.5 (MBConv)")
@@ -39,17 +45,25 @@ def add_commands(sub) -> None:
     d.add_argument("--max-channels", type=int, help="most channels of a stage (default 2048)")
     d.add_argument("--solver", choices=("lns", "evolution"), default="lns",
                    help="lns: our deterministic search (default); evolution: the authors' evolutionary search")
-    d.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search (default 0)")
-    d.add_argument("--candidates", type=int, default=500_000,
-                   help="candidates the evolutionary search scores (default 500000)")
-    d.add_argument("--time-limit", type=float, help="seconds the solver may take")
+    d.add_argument("--seed", type=int, default=None, help="evolution only: its seed (default 0)")
+    d.add_argument("--candidates", type=int, default=None,
+                   help="evolution only: candidates it scores (default 500000)")
+    d.add_argument("--time-limit", type=float,
+                   help="seconds the search and the proof may take together (default: no limit; the design then "
+                        "depends on the machine's speed, and the status says time_limit if it stopped the proof)")
     d.add_argument("--bound-nodes", type=int, default=None,
-                   help="node budget of the branch and bound that proves the optimality gap and improves the lns "
-                        "design (default 120, about half a second; more nodes, a tighter gap; 0 skips it: the full "
-                        "search alone, gap 'not proven')")
+                   help="node budget of the branch and bound that proves the design optimal (default 5000; every "
+                        "preset needs under 1,100; 0 skips the proof: the full search alone, gap 'not proven')")
+    d.add_argument("--gap-tol", type=float, default=0.0,
+                   help="stop the proof once the gap is at most this (relative, e.g. 0.001 for 0.1%%; default 0: "
+                        "until the design is proven optimal)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr during a long proof")
     _scoring(d)
+    guideline_flags(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
-    d.add_argument("--force", action="store_true", help="overwrite the -o file if it exists")
+    d.add_argument("--report", metavar="FILE.html", help="write the design as one self-contained HTML page "
+                   "(diagram, stages, budget bars, gap; needs matplotlib: deepmad[plot])")
+    d.add_argument("--force", action="store_true", help="overwrite the -o / --report file if it exists")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
     a = sub.add_parser("analyze", help="entropy, rho, FLOPs and params of a network, preset or spec file",
@@ -70,6 +84,15 @@ def add_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def guideline_flags(p: argparse.ArgumentParser) -> None:
+    """--no-multiscale and --allow-decreasing (guidelines 1 and 3 off; --beta 0 is guideline 2 off)."""
+    p.add_argument("--no-multiscale", action="store_true",
+                   help="guideline 1 off: the entropy of the last scale only (alpha 0,...,0,1: Eq. 4 of the whole "
+                        "network)")
+    p.add_argument("--allow-decreasing", action="store_true",
+                   help="guideline 3 off: channels need not grow from stage to stage (--beta 0: guideline 2 off)")
+
+
 def _scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_alpha, help="one weight per down-sampling scale (default 1,...,1,8)")
     p.add_argument("--beta", type=float, help="depth-penalty weight (default 10)")
@@ -77,41 +100,101 @@ def _scoring(p: argparse.ArgumentParser) -> None:
                    help="leave the classifier out of params and FLOPs (backbone-only budgets)")
 
 
-def _check_output(path: str, force: bool) -> None:
+def check_output(path: str, force: bool, flag: str = "-o", what: str = "a spec file path") -> None:
+    """Refuse an output path that is a directory, exists (unless force), or cannot be written."""
     if os.path.isdir(path):
-        raise ValueError(f"-o {path}: is a directory, expected a spec file path")
+        raise ValueError(f"{flag} {path}: is a directory, expected {what}")
     if os.path.exists(path) and not force:
-        raise ValueError(f"-o {path}: file exists; use --force to overwrite it")
+        raise ValueError(f"{flag} {path}: file exists; use --force to overwrite it")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise ValueError(f"-o {path}: directory {parent} does not exist")
+        raise ValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {path}: directory {parent} is not writable")
+        raise ValueError(f"{flag} {path}: directory {parent} is not writable")
+
+
+def write_spec(args, spec, out: str, save=None) -> str:
+    """Write the designed spec to -o with save (default: ``spec.save``), checked again: the file may have appeared
+    during the solve; the report text then says where."""
+    if save is None:
+        from ..core.spec import save
+    if not args.output:
+        return out
+    check_output(args.output, args.force)
+    try:
+        save(spec, args.output)
+    except OSError as e:
+        raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    return out if args.json else out + f"\nspec written to {args.output}\n"
+
+
+@contextlib.contextmanager
+def _proof_progress(enabled: bool):
+    """A progress callback for the branch and bound: a tqdm bar on stderr (nodes, bound, best design, gap), shown
+    only once the proof has run for a second; None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(nodes: int, bound: float, incumbent: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc="proving", unit=" nodes", file=sys.stderr, delay=1.0, leave=False, dynamic_ncols=True)
+        bar.update(nodes - bar.n)
+        gap = (bound - incumbent) / abs(incumbent) if incumbent not in (0.0, -math.inf) else math.inf
+        bar.set_postfix_str(f"best {incumbent:,.2f}  bound {bound:,.2f}  gap {100 * gap:.3g}%", refresh=False)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _design(args) -> str:
     from .. import api, report
-    from ..core.spec import save
 
+    if args.block == "mlp":
+        from . import mlp
+
+        return mlp.design(args)
+    for flag, value in (("--inputs", args.inputs), ("--outputs", args.outputs)):
+        if value is not None:
+            raise ValueError(f"{flag}: applies to --block mlp only")
     if args.output:
-        _check_output(args.output, args.force)
+        check_output(args.output, args.force)
+    if args.report:
+        from ..studies.plots import _plt
+
+        check_output(args.report, args.force, "--report", "an .html file path")
+        _plt()  # matplotlib missing: one line before the solve
     if args.preset is None and args.block is None:
         raise ValueError("design: give --preset NAME, or --block with --flops, --params and --rho")
-    d = api.design(args.preset, block=args.block, flops=args.flops, params=args.params, rho=args.rho,
-                   resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
-                   classifier=False if args.no_classifier else None, max_depth=args.max_depth,
-                   max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
-                   candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes)
+    with _proof_progress(enabled=not (args.json or args.quiet)) as progress:
+        d = api.design(args.preset, block=args.block, flops=args.flops, params=args.params, rho=args.rho,
+                       resolution=args.resolution, strides=args.strides, alpha=args.alpha, beta=args.beta,
+                       classifier=False if args.no_classifier else None, max_depth=args.max_depth,
+                       max_channels=args.max_channels, kernels=args.kernels, solver=args.solver, seed=args.seed,
+                       candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes,
+                       gap_tol=args.gap_tol, progress=progress, multiscale=not args.no_multiscale,
+                       allow_decreasing=args.allow_decreasing)
     an = api.analyze_design(d)
     out = report.dumps(report.design_json(d, an)) if args.json else report.design_text(d, an)
-    if args.output:
-        _check_output(args.output, args.force)  # again: the file may have appeared during the solve
+    out = write_spec(args, d.spec, out)
+    if args.report:
+        from ..core.spec import write_atomic
+        from ..studies.page import design_page
+
+        check_output(args.report, args.force, "--report", "an .html file path")
         try:
-            save(d.spec, args.output)
+            write_atomic(args.report, design_page(d, an))
         except OSError as e:
-            raise ValueError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+            raise ValueError(f"--report {args.report}: cannot write ({e.strerror or e})") from None
         if not args.json:
-            out += f"\nspec written to {args.output}\n"
+            out += f"\nreport written to {args.report}\n"
     return out
 
 
@@ -126,6 +209,10 @@ def _analyze(args) -> str:
                 raise ValueError(f"{flag}: applies to --torch models only (a spec sets its own resolution and "
                                  f"input channels)")
         an = api.analyze(args.target, alpha=args.alpha, beta=args.beta, classifier=not args.no_classifier)
+        if not hasattr(an, "stem"):  # an MLP spec file (Section 3)
+            from . import mlp
+
+            return mlp.analysis(an, args)
         return report.dumps(report.analysis_json(an)) if args.json else report.analysis_text(an)
 
     # --torch MODULE:CALLABLE: trace the module (deepmad.models.trace); torch is imported here only

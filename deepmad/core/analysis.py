@@ -120,6 +120,7 @@ def analyze_spec(spec: Spec, alpha: Sequence[float] | None = None, beta: float |
     alpha = alpha if alpha is not None else theory.default_alpha(len(scales))
     depths = [s.depth for s in spec.stages]
     total = blocks.cost(spec, classifier=classifier)
+    macs, params = blocks.counts(spec, classifier=classifier)  # exact integers, however large the spec
     pre = theory.prefixes(us)
     ends: dict[int, int] = {}  # row index -> position of its last unit
     for pos, u in enumerate(us):
@@ -141,7 +142,7 @@ def analyze_spec(spec: Spec, alpha: Sequence[float] | None = None, beta: float |
         penalty = theory.depth_penalty(depths, beta)
     except OverflowError:  # exp(Var) beyond floating point: depths so uneven the objective is -inf
         penalty = math.inf
-    return Analysis(name=spec.name, spec=spec, params=int(round(total.params)), flops=int(round(total.macs)),
+    return Analysis(name=spec.name, spec=spec, params=params, flops=macs,
                     rho=theory.rho(us), rho_max=theory.rho_max(us), entropy=entropy, penalty=penalty,
                     objective=entropy - penalty, layers=int(round(total.layers)), alpha=tuple(alpha), beta=beta,
                     classifier=classifier, stem=stem, stages=tuple(rows), head=head)

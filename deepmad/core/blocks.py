@@ -193,6 +193,32 @@ def stage_cost(s: Stage, c_in, r_in) -> Cost:
     return Cost(*(a + (s.depth - 1) * b for a, b in zip(first, rest)))
 
 
+def counts(spec: Spec, classifier: bool = True) -> tuple[int, int]:
+    """Exact (MACs, params) of a spec as Python integers, whatever its size: each stage's first block and one of
+    its repeated blocks conv by conv (``block_convs``), the repeated one times depth − 1."""
+    stem = stem_conv(spec)
+    macs, params = stem.macs, stem.params
+    r = out_resolution(stem.r_out, 2) if spec.stem.pool else stem.r_out
+    c = spec.stem.channels
+    for i, s in enumerate(spec.stages):
+        first = block_convs(s.block, c, s.channels, int(expansion(s, c)), s.kernel, s.stride, r, s.groups, s.se)
+        macs += sum(v.macs for v in first)
+        params += sum(v.params for v in first)
+        r, c = out_resolution(r, s.stride), s.channels
+        if s.depth > 1:
+            rest = block_convs(s.block, c, c, int(expansion(s, c)), s.kernel, 1, r, s.groups, s.se)
+            macs += (s.depth - 1) * sum(v.macs for v in rest)
+            params += (s.depth - 1) * sum(v.params for v in rest)
+    if spec.head is not None:
+        macs += spec.head * c * r * r
+        params += spec.head * c + 2 * spec.head
+        c = spec.head
+    if classifier and spec.num_classes:
+        macs += c * spec.num_classes
+        params += (c + 1) * spec.num_classes
+    return macs, params
+
+
 def cost(spec: Spec, classifier: bool = True) -> Cost:
     """Closed-form totals of a spec: MACs, params, main-path layers and Σ log(width)."""
     stem = stem_conv(spec)
@@ -200,7 +226,7 @@ def cost(spec: Spec, classifier: bool = True) -> Cost:
     r = out_resolution(stem.r_out, 2) if spec.stem.pool else stem.r_out
     c = spec.stem.channels
     for s in spec.stages:
-        total += np.array([float(x) for x in stage_cost(s, c, r)])
+        total += np.array([float(x) for x in stage_cost(s, c, float(r))])  # float: no int64 overflow
         r, c = out_resolution(r, s.stride), s.channels
     if spec.head is not None:
         total += [spec.head * c * r * r, spec.head * c + 2 * spec.head, 1.0, math.log(c)]

@@ -10,31 +10,45 @@ log widths of its L' repeated blocks, summed). Then
   - MACs and params are sums of monomials: exp(affine(x, κ)) for the blocks met once (stem, each stage's first
     block, head, classifier) and L'·exp(affine(X)/L') for the repeated ones, the perspective of exp: both are
     convex, and both are exact (but for the projection shortcut of a stride-1 stage, there only when
-    c_{i-1} < c_i: it counts in a box that guarantees that, and boxes are split so that one does);
+    c_{i-1} < c_i, or without guideline 3 c_{i-1} != c_i: it counts in a box that guarantees that, and boxes
+    are split so that one does);
   - the only relaxed link is X = L'·x, replaced on a box by McCormick's envelope (exact when L' or x is fixed);
   - the ρ0 constraint of every scale prefix, S_j ≥ ℓ_j·log(ℓ_j/ρ0) with ℓ_j linear in L', is convex;
   - the penalty: t ≤ −β·exp(V), V ≥ Var(L') = Σ_k (U_k·L')²/n (U: an orthonormal basis of zero-mean depth
     vectors, so each square is a one-dimensional convex function), convex;
   - each product log(r_j²c_j)·S_j is bounded above on a box by McCormick's two planes (linear);
-  - the ordering and ratio constraints are linear, on x and (times L') on X.
+  - the ordering (guideline 3, where ``space.ordered``) and ratio constraints are linear, on x and (times L')
+    on X. Without guideline 3 an mbconv stage's mid differs from the previous channels (``budget.in_space``),
+    so every block keeps its expand conv, as the relaxation has it.
 Every design inside a box of (depths, kernels, channels) is a point of that box's convex program, so its
 optimum bounds the box. The program is solved as a linear program over tangent cuts (Kelley's method), which
 only enlarge the feasible set, so every LP optimum is itself a valid bound. The cost cuts are tangents where
 the segment from the box's cheapest design to the LP point leaves the budget (the supporting-hyperplane
 method), one per stage of each budget (every stage's cost has its own epigraph variable), so the polyhedral
-model is good after a few rounds: up to 8 x 10 rounds at the root, 3 at every other box, whose children
-inherit the cuts tight at its LP point.
+model is good after a few rounds: up to 8 x 10 rounds at the root, 2 at every other box, whose children
+inherit the cuts active at its LP point and start the dual simplex from its final basis (the box rows keep one
+structure, and only rows with basic slacks are dropped, so the basis stays a basis: ~12 pivots a child instead
+of ~30 from scratch).
+
+Two ways of narrowing a box use the incumbent (no design that beats it is lost): reduced-cost fixing at every
+box (a column at a bound with reduced cost d cannot leave it by more than (LP value − incumbent)/|d|), and at
+the root, optimization-based bound tightening (the least and largest value of every depth and log channel count
+over the relaxation with the objective held at the incumbent's; ``ROOT_NARROWING`` rounds, each on the tighter
+box): on deepmad-mb it shrinks every depth range from 1..30 to at most 1..8.
 
 Best-first branch and bound. A box is split where its relaxation is loosest at the LP point: the McCormick
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
 integrality (a fractional depth or channel count), a stride-1 stage whose LP point wants a projection
-(c_{i-1} <= s < c_i, both <= s, both > s), each scored by what it is worth in the objective; children
+(c_{i-1} <= s < c_i, both <= s, both > s; without guideline 3 also c_{i-1} > s >= c_i), each scored by what
+it is worth in the objective; children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
-descent); a better design becomes the incumbent (``Bound.row``), which prunes more. It stops when the largest
-open bound is within ``tol`` of the incumbent or at its node (or time) limit; every max(largest open bound,
-incumbent) along the way is valid, and it returns the smallest. With a node limit only, it is deterministic.
+descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
+the largest open bound is at most the incumbent (status ``optimal``), within ``gap_tol`` of it (``gap_limit``),
+or at its node or time limit; every max(largest open bound, incumbent) along the way is valid, and it returns
+the smallest. With no incumbent and no open box left, nothing is feasible (``infeasible``: a proof). With a node
+limit only, it is deterministic.
 
 Scope: designs whose depth variance exceeds ``var_cap`` are left out (it keeps the LPs well scaled):
 max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 0). Their penalty alone,
@@ -42,9 +56,8 @@ max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured (benchmarks/solve.py on this project's 2-core machine): at the default 120 nodes (about half a
-second) gaps of 0.4-2.8% on the nine presets; with 200-1,000 nodes (1-3 s) three presets are proven optimal
-and the others are within 0.1% (deepmad-mb: 0.4%).
+Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum
+and the ratio to the evolutionary baseline's time.
 """
 from __future__ import annotations
 
@@ -65,8 +78,9 @@ _GRID = np.linspace(0.0, 1.0, 17)  # points on the way to an LP point where the 
 VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
-NODE_ITERS = 3  # rounds of cuts at every other box
-POLISH_EVERY = 8  # at most one primal heuristic per this many boxes
+NODE_ITERS = 2  # rounds of cuts at every other box
+POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
+ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,8 @@ class Bound:
     nodes: int  # boxes whose relaxation was solved
     open: int  # boxes left open
     seconds: float
-    complete: bool  # the bound is within tol of the incumbent
+    status: str  # optimal | gap_limit | node_limit | time_limit | infeasible (nothing in the space is feasible)
+    lp_solves: int = 0  # linear programs HiGHS solved (every round of cuts and every bound tightening counts)
 
 
 class Relaxation:
@@ -129,7 +144,10 @@ class Relaxation:
         self._terms()
         self._entropy()
         self._static()
+        self._box_structure()
         self.last: dict | None = None  # the LP point of the last box solved
+        self._coefs: dict[tuple[int, ...], np.ndarray] = {}  # the cost terms present, by the projections present
+        self.basis = None  # the final basis of the last box solved: statuses of its columns and rows
         self.lp = _LP()
 
     def xc(self, i: int) -> int:
@@ -250,6 +268,16 @@ class Relaxation:
         z = np.minimum(z, 700.0)
         return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
 
+    def _at_segment(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """``costs`` at the points a + t·(b − a), t in ts (the segment's exponent sums are affine in t)."""
+        T = len(self.coef)
+        ya, yb = a @ self.EEL, b @ self.EEL
+        Y = ya + ts[:, None] * (yb - ya)
+        Lp = Y[:, 2 * T:] + ~self.rep
+        small = Lp < 1e-7
+        z = np.minimum(np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp)), 700.0)
+        return (self.coef * np.where(small, 0.0, Lp) * np.exp(z)) @ self.onehot
+
     def costs(self, V: np.ndarray) -> np.ndarray:
         """MACs / FLOPs budget and params / params budget at the rows of V (shape (rows, 2))."""
         return self._at(V)[1] @ self.onehot
@@ -261,7 +289,7 @@ class Relaxation:
         exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X) per
         repeated term."""
         ts = _GRID
-        G = self.costs(anchor + ts[:, None] * (v - anchor))  # G[-1]: at v
+        G = self._at_segment(anchor, v, ts)  # G[-1]: at v
         over = [g for g in (0, 1) if G[-1, g] > 1 + eps]
         if not over:
             return []
@@ -330,8 +358,8 @@ class Relaxation:
                 a[k] += val
             A.append(a); rhs.append(r)
 
-        for i in range(n):
-            row({self.xc(i): 1, self.xc(i + 1): -1}, 0.0)  # non-decreasing channels
+        for i in range(n if sp.ordered else 0):
+            row({self.xc(i): 1, self.xc(i + 1): -1}, 0.0)  # non-decreasing channels (guideline 3)
         if sp.has_mid:
             for i in range(1, n + 1):
                 Xc, Xm, L = self.X[(i, self.xc(i))], self.X[(i, self.xm(i))], self.iL + i - 1
@@ -373,45 +401,55 @@ class Relaxation:
         lo[self.ic:], hi[self.ic:] = 0.0, 1.0
         return lo, hi
 
+    def _box_structure(self) -> None:
+        """Index arrays of the rows every box has (fixed structure, so a parent's basis fits its children)."""
+        pc, pv, pl = self.pairs.T
+        P, n = len(pc), self.n
+        self.bx_P = P
+        self.bx_ja = np.flatnonzero(self.a_col >= 0)  # scales whose factor log(r_j² c_j) is a variable
+        self.bx_sq = 4 if n > 1 else 0  # tangent points of each square s_k >= y_k²
+        self.nbox = 4 * P + 2 * len(self.bx_ja) + self.bx_sq * (n - 1)
+
     def box_rows(self, lo: np.ndarray, hi: np.ndarray):
         """Rows that depend on the box: McCormick's envelope of each X = L'·x, and of each h_j ≥ a_j·S_j
-        (a_j = log(r_j² c_j) in [a_lo, a_hi], S_j in [S_lo, S_hi] over the box)."""
+        (a_j = log(r_j² c_j) in [a_lo, a_hi], S_j in [S_lo, S_hi] over the box), and tangents of each square
+        s_k >= y_k² across y_k's range over the box. Always ``nbox`` rows, in the same order."""
         pc, pv, pl = self.pairs.T
-        P, nv, n = len(pc), self.nv, self.n
-        A = np.zeros((4 * P + 2 * len(self.ends), nv))
-        rhs = np.zeros(len(A))
+        P, nv, n = self.bx_P, self.nv, self.n
+        A = np.zeros((self.nbox, nv))
+        rhs = np.empty(self.nbox)
         r = np.arange(P)
         for k, (sgn, Lc, xc) in enumerate(((-1, lo[pl], lo[pv]), (-1, hi[pl], hi[pv]),
                                            (1, hi[pl], lo[pv]), (1, lo[pl], hi[pv]))):
             rows = k * P + r
             A[rows, pc] = sgn; A[rows, pv] = -sgn * Lc; A[rows, pl] = -sgn * xc
             rhs[rows] = -sgn * Lc * xc
-        L = slice(self.iL, self.iL + self.n)
+        L = slice(self.iL, self.iL + n)
         ellmin = self.ell[:, L] @ lo[L] + self.l0  # S_j >= S_lo: its terms at the box's low corner, and ρ0
         smin = np.maximum(self.S[:, :self.ih] @ lo[:self.ih] + self.s0, ellmin * np.log(ellmin / self.b.rho0))
         smin = np.maximum(smin, 0.0)
         smax = self.S[:, :self.ih] @ hi[:self.ih] + self.s0
-        k = 4 * P
-        keep = np.ones(k, bool)  # with L' or x fixed, rows 1 and 3 say X = L'·x; rows 2 and 4 repeat them
-        free = (lo[pl] < hi[pl]) & (lo[pv] < hi[pv])
-        keep[P:2 * P], keep[3 * P:] = free, free
-        for j, w in enumerate(self.a_col):
-            if w < 0:
-                continue
-            for a_c, s_c in ((hi[w], smin[j]), (lo[w], smax[j])):  # h <= a_c·S + a·S_c − a_c·S_c
-                a = self.r2[j] + a_c
-                A[k] = -a * self.S[j]; A[k, self.ih + j] += 1; A[k, w] -= s_c
-                rhs[k] = a * self.s0[j] - a_c * s_c
-                k += 1
-        keep = np.concatenate([keep, np.ones(k - 4 * P, bool)])
-        A, rhs = A[:k][keep], rhs[:k][keep]
-        if n > 1:  # s_k >= y_k² at a few points of y_k's range over the box
-            L = slice(self.iL, self.iL + n)
+        ja = self.bx_ja
+        if len(ja):  # h <= a_c·S + a·S_c − a_c·S_c at (a_hi, S_lo) and (a_lo, S_hi)
+            w = self.a_col[ja]
+            a_c = np.concatenate([hi[w], lo[w]])
+            s_c = np.concatenate([smin[ja], smax[ja]])
+            j2, w2 = np.concatenate([ja, ja]), np.concatenate([w, w])
+            rows = 4 * P + np.arange(2 * len(ja))
+            a = self.r2[j2] + a_c
+            A[rows] = -a[:, None] * self.S[j2]
+            A[rows, self.ih + j2] += 1
+            A[rows, w2] -= s_c
+            rhs[rows] = a * self.s0[j2] - a_c * s_c
+        if self.bx_sq:  # s_k >= y_k² at 4 points of y_k's range over the box: −s_k + 2 y0 U_k·L' <= y0²
             ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)
             yhi = np.maximum(self.U * lo[L], self.U * hi[L]).sum(1)
-            cuts = [self._square_cut(k, y0) for k in range(n - 1)
-                    for y0 in (np.linspace(ylo[k], yhi[k], 4) if yhi[k] > ylo[k] else ylo[k:k + 1])]
-            A = np.vstack([A, [a for a, _ in cuts]]); rhs = np.concatenate([rhs, [c for _, c in cuts]])
+            y0 = (ylo[:, None] + (yhi - ylo)[:, None] * np.linspace(0, 1, self.bx_sq)[None]).ravel()
+            ks = np.repeat(np.arange(n - 1), self.bx_sq)
+            rows = 4 * P + 2 * len(ja) + np.arange(len(ks))
+            A[rows, self.iS + ks] = -1
+            A[rows, L] = 2 * y0[:, None] * self.U[ks]
+            rhs[rows] = y0 * y0
         return A, rhs
 
     def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
@@ -421,46 +459,64 @@ class Relaxation:
         a[self.iL:self.iL + self.n] = 2 * y0 * self.U[k]
         return a, y0 * y0
 
-    def solve(self, node: Node, step: int, iters: int = 30, eps: float = 1e-7, cuts=None, floor: float = -INF):
+    def solve(self, node: Node, step: int, iters: int = 30, eps: float = 1e-7, cuts=None, floor: float = -INF,
+              basis=None):
         """Upper bound of the box's program (−inf when it holds no feasible design), and the cuts it used.
 
         Each round of cuts tightens the bound; it stops after ``iters`` rounds, when no constraint is violated,
-        or once the bound is at most ``floor`` (the box is then dropped anyway)."""
-        cA, cb = (list(cuts[0]), list(cuts[1])) if cuts else ([], [])
+        or once the bound is at most ``floor`` (the box is then dropped anyway). ``cuts`` are the parent's
+        (rows, rhs), ``basis`` its final basis (statuses of columns and of static, box and cut rows): the LP
+        starts from it. The box's own cuts and basis are left in ``self.last`` / ``self.basis``."""
         lo, hi = self.box(node, step)
-        present = [-1] + [i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0]]
-        self.coef = self.coef_all * np.isin(self.when, present)  # a projection only where c_{i-1} < c_i
+        present = tuple(i for i in range(1, self.n + 1) if node.z[i - 1][1] < node.z[i][0]
+                        or (not self.sp.ordered and node.z[i - 1][0] > node.z[i][1]))
+        coef = self._coefs.get(present)
+        if coef is None:  # a projection only where c_{i-1} != c_i
+            coef = self._coefs[present] = self.coef_all * np.isin(self.when, (-1,) + present)
+        self.coef = coef
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
             return -INF, None
         A, rhs = self.box_rows(lo, hi)
+        CA, cb = cuts if cuts is not None else (np.zeros((0, self.nv)), np.zeros(0))
         lp = self.lp
-        lp.load(self.obj, np.vstack([self.A0, A] + cA), np.concatenate([self.b0, rhs, cb]), lo, hi)
-        best, v = INF, None
+        n0 = len(self.b0)
+        lp.load(self.obj, np.vstack([self.A0, A, CA]), np.concatenate([self.b0, rhs, cb]), lo, hi, basis)
+        best, v, inlp = INF, None, len(cb)
         for it in range(iters):
             status, val, x = lp.run()
+            if status == "failed" and basis is not None:  # the warm start did not take: from scratch
+                lp.load(self.obj, np.vstack([self.A0, A, CA]), np.concatenate([self.b0, rhs, cb]), lo, hi, None)
+                basis = None
+                status, val, x = lp.run()
             if status == "infeasible":
                 return -INF, None
             if status == "failed":  # no bound from this box's LP: its caller keeps the parent's
                 return INF, None
             v, best = x, min(best, val)
-            if best <= floor:
-                break
+            if best <= floor:  # dropped by the caller: no cuts or basis needed
+                self.last = None
+                return best, None
             new = self._cuts(v, anchor, eps)
-            cA += [a for a, _ in new]; cb += [c for _, c in new]
-            if not new or it == iters - 1:  # the last round's cuts go to the children
+            if not new:
                 break
-            lp.add(np.array([a for a, _ in new]), np.array([c for _, c in new]))
-        if v is None:
-            return best, None
-        if cA:  # keep for the children the cuts tight at v (the others rarely matter again)
-            CA, CB = np.array(cA), np.array(cb)
-            keep = CA @ v >= CB - 1e-6 * (1 + np.abs(CB))
-            keep[-8:] = True
-            cA, cb = list(CA[keep]), list(CB[keep])
-        self.last = dict(v=v, lo=lo, hi=hi)
-        return best, (cA, cb)
+            NA, nb = np.array([a for a, _ in new]), np.array([c for _, c in new])
+            CA, cb = np.vstack([CA, NA]), np.concatenate([cb, nb])
+            if it == iters - 1:  # the last round's cuts go to the children
+                break
+            lp.add(NA, nb)
+            inlp = len(cb)
+        cols, rows = lp.get_basis()
+        # the children keep the cuts whose rows are nonbasic (active), and the last round's (not in the LP yet);
+        # dropping rows with basic slacks keeps the basis a basis
+        basic = lp.BASIC
+        keep = [st != basic for st in rows[n0 + self.nbox:]] + [True] * (len(cb) - inlp)
+        keep = np.array(keep, dtype=bool)
+        kept = [st for st in rows[n0 + self.nbox:] if st != basic]
+        self.last = dict(v=v, lo=lo, hi=hi, value=val, d=lp.reduced_costs())
+        self.basis = (cols, rows[:n0 + self.nbox] + kept + [basic] * (len(cb) - inlp))
+        return best, (CA[keep], cb[keep])
 
     def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
         """Cuts of every convex constraint v violates (none: v solves the box's convex program)."""
@@ -488,6 +544,7 @@ class BranchAndBound:
         self.polish = polish  # row -> (row, objective) | None: the primal heuristic (solver.polisher)
         self.tried: set[tuple[int, ...]] = set()
         self.R = Relaxation(problem)
+        self._logk = np.log(np.array(problem.space.kernels, dtype=float))
         self.inc = incumbent
         self.row: tuple[int, ...] | None = None
 
@@ -506,7 +563,7 @@ class BranchAndBound:
         sp, n = self.sp, self.sp.n
         z = [list(r) for r in node.z]
         for _ in range(2):
-            for i in range(n):  # c_i <= c_{i+1}
+            for i in range(n if sp.ordered else 0):  # c_i <= c_{i+1} (guideline 3)
                 z[i + 1][0] = max(z[i + 1][0], z[i][0])
                 z[n - 1 - i][1] = min(z[n - 1 - i][1], z[n - i][1])
             if sp.has_mid:
@@ -521,6 +578,88 @@ class BranchAndBound:
         if any(a > b for a, b in z):
             return None
         return Node(node.L, node.k, tuple(tuple(r) for r in z))
+
+    def narrow(self, node: Node, cuts, rounds: int = ROOT_NARROWING, channels: bool = True,
+               solved: bool = False) -> tuple[Node | None, object]:
+        """The box narrowed by optimization-based bound tightening: the least and the largest value of every
+        depth and log channel count over the box's relaxation with the objective held at least the incumbent's
+        (no design that beats it lies outside), repeated while the box shrinks (each round's relaxation is the
+        tighter box's). Returns the narrowed box (None: nothing beats the incumbent) and its cuts."""
+        R, st = self.R, self.sp.step
+        if not math.isfinite(self.inc):
+            return node, cuts
+        cols = list(range(R.iL, R.iL + R.n)) + (list(range(R.nz)) if channels else [])
+        for r in range(rounds):
+            if not (solved and r == 0):
+                ub, cuts = R.solve(node, st, iters=ROOT_ITERS, cuts=cuts)
+                if ub <= self.inc:
+                    return None, cuts
+                if cuts is None:
+                    return node, cuts
+            lo, hi = R.box(node, st)
+            A, rhs = R.box_rows(lo, hi)
+            CA, cb = cuts
+            R.lp.load(np.zeros(R.nv), np.vstack([R.A0, A, CA, -R.obj[None]]),
+                      np.concatenate([R.b0, rhs, cb, [-self.inc]]), lo, hi)
+            nlo, nhi = lo.copy(), hi.copy()
+            for j in cols:
+                for sgn in (-1.0, 1.0):
+                    status, val = R.lp.optimize_column(j, sgn)
+                    if status == "infeasible":
+                        return None, cuts
+                    if status == "optimal":
+                        if sgn < 0:
+                            nlo[j] = max(nlo[j], -val)
+                        else:
+                            nhi[j] = min(nhi[j], val)
+            narrowed = self._box_of(node, nlo, nhi)
+            if narrowed is None or narrowed == node:
+                return narrowed, cuts
+            node = narrowed
+        return node, cuts
+
+    def _box_of(self, node: Node, nlo: np.ndarray, nhi: np.ndarray) -> Node | None:
+        """The designs of node whose log channels, log kernels and extra depths lie in [nlo, nhi] (a margin of
+        1e-9 for round-off), as a box narrowed by the ordering and ratio constraints; None when empty."""
+        R, st = self.R, self.sp.step
+        nz, n = R.nz, R.n
+        old = np.array(node.z + node.k + node.L)
+        zlo = np.ceil(np.exp(nlo[:nz]) / st - 1e-9)
+        zhi = np.floor(np.exp(np.minimum(nhi[:nz], 700.0)) / st + 1e-9)
+        ks = self._logk
+        ka, kb = old[nz:nz + n].T
+        klo = np.searchsorted(ks, nlo[R.ik:R.iL] - 1e-9)  # first choice >= the new lower end
+        khi = np.searchsorted(ks, nhi[R.ik:R.iL] + 1e-9, side="right") - 1
+        Llo, Lhi = np.ceil(nlo[R.iL:R.iL + n] + 1 - 1e-9), np.floor(nhi[R.iL:R.iL + n] + 1 + 1e-9)
+        lo_ = np.maximum(old[:, 0], np.concatenate([zlo, klo, Llo]))
+        hi_ = np.minimum(old[:, 1], np.concatenate([zhi, khi, Lhi]))
+        if (lo_ > hi_).any():
+            return None
+        if (lo_ == old[:, 0]).all() and (hi_ == old[:, 1]).all():
+            return node
+        r = list(zip(lo_.astype(int).tolist(), hi_.astype(int).tolist()))
+        return self.tighten(Node(tuple(r[nz + n:]), tuple(r[nz:nz + n]), tuple(r[:nz])))
+
+    def fix(self, node: Node, info: dict) -> Node | None:
+        """The box narrowed by reduced costs (reduced-cost fixing): at the LP optimum (value z), a column at its
+        upper bound with reduced cost d cannot move down by more than (z − incumbent) / |d| in any design that beats
+        the incumbent (LP duality: the LP's value over the rest of the box is at most z − |d|·δ), and likewise at
+        its lower bound. Applied to the log channels, log kernels and extra depths; None: the box is empty."""
+        R, sp, st = self.R, self.sp, self.sp.step
+        v, lo, hi, d = info["v"], info["lo"], info["hi"], info["d"]
+        slack = info["value"] - self.inc + 1e-6 * max(1.0, abs(info["value"]))
+        if not math.isfinite(slack) or slack <= 0:
+            return node
+        m = R.iL + R.n
+        tol = 1e-7 * (1 + np.abs(v[:m]))
+        up = (v[:m] >= hi[:m] - tol) & (d[:m] < -1e-9)  # at the upper bound: the minimisation's reduced cost < 0
+        dn = (v[:m] <= lo[:m] + tol) & (d[:m] > 1e-9)
+        if not (up.any() or dn.any()):
+            return node
+        nlo, nhi = lo.copy(), hi.copy()
+        nlo[:m][up] = np.maximum(lo[:m][up], hi[:m][up] - slack / -d[:m][up])
+        nhi[:m][dn] = np.minimum(hi[:m][dn], lo[:m][dn] + slack / d[:m][dn])
+        return self._box_of(node, nlo, nhi)
 
     def exact(self, node: Node) -> float:
         """Objective of the one design a box holds (−inf when infeasible)."""
@@ -537,7 +676,12 @@ class BranchAndBound:
         return float(s.objective[0])
 
     def branch(self, node: Node, info: dict | None) -> list[Node]:
-        """Split the box where the relaxation is loosest at its LP point (spatial branching)."""
+        """Split the box where the relaxation is loosest at its LP point (spatial branching); [] for a box
+        that holds a single design."""
+        return next(self.splits(node, info), [])
+
+    def splits(self, node: Node, info: dict | None):
+        """The ways to split the box, best first: lists of children."""
         R, sp, n = self.R, self.sp, self.sp.n
         cands = []  # (slack, kind, index, split value in the variable's own units)
         if info is not None:
@@ -588,7 +732,7 @@ class BranchAndBound:
             for i in stages:
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
                 c0, c1 = math.exp(v[i - 1]) / sp.step, math.exp(v[i]) / sp.step
-                if b0 >= a1 and c0 < c1 - 0.5:
+                if (b0 >= a1 and c0 < c1 - 0.5) or (not sp.ordered and a0 <= b1 and c0 > c1 + 0.5):
                     share = float((((R.coef_all * np.exp(z[0])) * (R.when == i)) @ R.onehot).max())
                     cands.append((share * abs(self.inc if math.isfinite(self.inc) else 1.0), "pair", i,
                                   math.floor((c0 + c1) / 2)))
@@ -596,41 +740,47 @@ class BranchAndBound:
         for gap, kind, i, at in cands:
             if kind == "pair":  # c_{i-1} <= s < c_i | both <= s | both > s (c_{i-1} > s >= c_i breaks the order)
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
-                s = min(max(int(at), a1 - 1, a0), b0)
+                if sp.ordered:
+                    s = min(max(int(at), a1 - 1, a0), b0)
+                else:  # without guideline 3 the LP point may have c_{i-1} > c_i too: a fourth child
+                    s = min(max(int(at), min(a0, a1)), max(b0, b1) - 1)
                 kids = [((a0, min(s, b0)), (max(s + 1, a1), b1)), ((a0, min(s, b0)), (a1, min(s, b1))),
                         ((max(s + 1, a0), b0), (max(s + 1, a1), b1))]
+                if not sp.ordered:
+                    kids.append(((max(s + 1, a0), b0), (a1, min(s, b1))))
                 kids = [_with(_with(node, "z", i - 1, p), "z", i, q) for p, q in kids
                         if p[0] <= p[1] and q[0] <= q[1]]
                 if len(kids) > 1:
-                    return kids
+                    yield kids
                 continue
             a, b = getattr(node, kind)[i]
             if b > a and gap > 1e-6:
                 mid = min(max(int(math.floor(at)), a), b - 1)
-                return [_with(node, kind, i, (a, mid)), _with(node, kind, i, (mid + 1, b))]
+                yield [_with(node, kind, i, (a, mid)), _with(node, kind, i, (mid + 1, b))]
         i = max(range(n), key=lambda i: node.L[i][1] - node.L[i][0])
         a, b = node.L[i]
         if b > a:
             mid = (a + b) // 2
-            return [_with(node, "L", i, (a, mid)), _with(node, "L", i, (mid + 1, b))]
+            yield [_with(node, "L", i, (a, mid)), _with(node, "L", i, (mid + 1, b))]
+            return
         for i, (a, b) in enumerate(node.k):
             if b > a:
-                return [_with(node, "k", i, (a, a)), _with(node, "k", i, (a + 1, b))]
+                yield [_with(node, "k", i, (a, a)), _with(node, "k", i, (a + 1, b))]
+                return
         v = max(range(len(node.z)), key=lambda i: node.z[i][1] / node.z[i][0])
         a, b = node.z[v]
-        if b == a:
-            return []
-        mid = min(max(int(math.sqrt(a * b)), a), b - 1)
-        return [_with(node, "z", v, (a, mid)), _with(node, "z", v, (mid + 1, b))]
+        if b > a:
+            mid = min(max(int(math.sqrt(a * b)), a), b - 1)
+            yield [_with(node, "z", v, (a, mid)), _with(node, "z", v, (mid + 1, b))]
 
     def _polish(self, node: Node, v: np.ndarray) -> None:
-        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time its depths
-        and kernels come up, hand it to the primal heuristic; a better design becomes the incumbent."""
+        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time that row comes
+        up, hand it to the primal heuristic; a better design becomes the incumbent."""
         R, sp, n, st = self.R, self.sp, self.sp.n, self.sp.step
         z = [min(max(round(math.exp(v[j]) / st), a), b) * st for j, (a, b) in enumerate(node.z)]
         ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
         L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
-        key = tuple(ks + L)
+        key = tuple(z + ks + L)
         if key in self.tried:
             return
         self.tried.add(key)
@@ -644,26 +794,50 @@ class BranchAndBound:
         ks = self.sp.kernels
         return max([j for j in range(a, b) if math.log(ks[j]) <= kap + 1e-12], default=a)
 
-    def run(self, time_limit: float = 10.0, tol: float = 1e-3, max_nodes: int = 10**7) -> Bound:
+    def run(self, time_limit: float = math.inf, gap_tol: float = 0.0, max_nodes: int = 10**7,
+            progress=None, first: bool = False) -> Bound:
+        """Best-first branch and bound until the largest open bound is within gap_tol of the incumbent (0: at
+        most the incumbent: proven optimal), or max_nodes boxes were solved, or time_limit seconds passed.
+        ``progress(nodes, bound, incumbent)`` is called every PROGRESS_EVERY boxes; with ``first``, it stops at the
+        first feasible design (a feasibility check)."""
         t0 = time.perf_counter()
+        R, step = self.R, self.sp.step
         root = self.tighten(self.root())
         ub, cuts = INF, None
         for _ in range(ROOT_ROUNDS):  # rounds of cuts, each keeping the ones tight at its end
             last = ub
-            b, cuts = self.R.solve(root, self.sp.step, iters=ROOT_ITERS, cuts=cuts)
+            b, cuts = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
             ub = min(ub, b)
             if cuts is None or ub > last - 1e-3 * abs(last):
                 break
-        heap = [(-ub, 0, root, cuts, self.R.last)]
-        count = nodes = 1
+        nodes = 1
+        if ROOT_NARROWING and cuts is not None and ub > self.inc:
+            root, cuts = self.narrow(root, cuts)
+            nodes += 1
+            if root is not None:
+                ub, cuts = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
+        heap = [(-ub, 0, root, cuts, R.last, R.basis)] if root is not None and ub > self.inc else []
+        count, stop = 0, None
         proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
-        while heap and heap[0][0] > -INF:
+        while heap:
             top = -heap[0][0]
             proven = min(proven, max(top, self.inc))
-            if top <= self.inc + tol * abs(self.inc) or time.perf_counter() - t0 > time_limit or nodes >= max_nodes:
+            if top <= self.inc + gap_tol * abs(self.inc) or (first and self.inc > -INF):
                 break
-            _, _, node, cuts, info = heapq.heappop(heap)
-            if self.polish is not None and info is not None and len(self.tried) * POLISH_EVERY < max(nodes, 1):
+            if nodes >= max_nodes:
+                stop = "node_limit"
+                break
+            if time.perf_counter() - t0 > time_limit:
+                stop = "time_limit"
+                break
+            if progress is not None and nodes % PROGRESS_EVERY < 2:
+                progress(nodes, proven, self.inc)
+            _, _, node, cuts, info, basis = heapq.heappop(heap)
+            if info is not None:  # the incumbent may have risen since the box was pushed
+                node = self.fix(node, info)
+                if node is None:
+                    continue
+            if self.polish is not None and info is not None and len(self.tried) * POLISH_EVERY < nodes:
                 self._polish(node, info["v"])
             kids = self.branch(node, info)
             if not kids:
@@ -673,18 +847,22 @@ class BranchAndBound:
                 kid = self.tighten(kid)
                 if kid is None:
                     continue
-                self.R.last = None
-                ub, kc = self.R.solve(kid, self.sp.step, iters=self.iters, cuts=cuts, floor=self.inc)
+                R.last = R.basis = None
+                ub, kc = R.solve(kid, step, iters=self.iters, cuts=cuts, floor=self.inc, basis=basis)
                 nodes += 1
                 if kc is None and ub == INF:  # the LP failed: the parent's bound and cuts hold for the child
                     kc = cuts
                 ub = min(ub, top)  # the child's box lies in its parent's
-                if ub > self.inc:
+                if ub > self.inc and R.last is not None:
+                    kid = self.fix(kid, R.last)
+                if ub > self.inc and kid is not None:
                     count += 1
-                    heapq.heappush(heap, (-ub, count, kid, kc, self.R.last))
+                    heapq.heappush(heap, (-ub, count, kid, kc, R.last, R.basis))
         top = min(proven, max(-heap[0][0], self.inc) if heap else self.inc)
-        return Bound(float(top), float(self.inc), self.row, nodes, len(heap), time.perf_counter() - t0,
-                     bool(top <= self.inc + tol * abs(self.inc)))
+        if stop is None:
+            stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
+        return Bound(float(top), float(self.inc), self.row, nodes, len(heap), time.perf_counter() - t0, stop,
+                     R.lp.solves)
 
 
 @contextlib.contextmanager
@@ -709,7 +887,8 @@ def _quiet_stdout():
 
 
 class _LP:
-    """max c·x s.t. A x <= b, lo <= x <= hi, with HiGHS; rows added later warm-start the dual simplex."""
+    """max c·x s.t. A x <= b, lo <= x <= hi, with HiGHS (dual simplex, one thread, no presolve: the LPs are
+    small); a model starts from a given basis, and rows added later warm-start it."""
 
     def __init__(self):
         import highspy
@@ -718,19 +897,31 @@ class _LP:
         with _quiet_stdout():  # HiGHS prints a banner on file descriptor 1 when it is created (highspy >= 1.7)
             self.h = highspy.Highs()
             self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("presolve", "off")
+        for option, value in (("presolve", "off"), ("threads", 1), ("simplex_strategy", 1),
+                              ("simplex_dual_edge_weight_strategy", -1)):
+            self.h.setOptionValue(option, value)
+        self.BASIC = highspy.HighsBasisStatus.kBasic
+        self.solves = 0
+        self.ninf = -highspy.kHighsInf
 
-    def load(self, c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    def load(self, c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+             basis=None) -> None:
+        """The LP max c·x, A x <= b, lo <= x <= hi; ``basis`` (column and row statuses) to start from."""
         hs = self.hs
         lp = hs.HighsLp()
         m, nv = A.shape
         lp.num_col_, lp.num_row_ = nv, m
         lp.col_cost_ = -c
         lp.col_lower_, lp.col_upper_ = lo, hi
-        lp.row_lower_, lp.row_upper_ = np.full(m, -hs.kHighsInf), b
+        lp.row_lower_, lp.row_upper_ = np.full(m, self.ninf), b
         lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
         self._rows(lp.a_matrix_, A)
         self.h.passModel(lp)
+        if basis is not None:
+            hb = hs.HighsBasis()
+            hb.col_status, hb.row_status = basis
+            hb.valid = True
+            self.h.setBasis(hb)
 
     @staticmethod
     def _rows(mat, A: np.ndarray) -> tuple:
@@ -741,14 +932,32 @@ class _LP:
             mat.start_, mat.index_, mat.value_ = start, index, value
         return start[:-1], index, value
 
+    def optimize_column(self, j: int, sign: float) -> tuple[str, float]:
+        """max sign·x_j over the loaded model (warm-started from the last optimum): (status, value)."""
+        n = self.h.getNumCol()
+        c = np.zeros(n)
+        c[j] = -sign
+        self.h.changeColsCost(n, np.arange(n, dtype=np.int32), c)
+        status, val, _ = self.run()
+        return status, val
+
+    def reduced_costs(self) -> np.ndarray:
+        """Reduced costs of the columns at the last optimum (of the minimisation HiGHS solves)."""
+        return np.array(self.h.getSolution().col_dual)
+
+    def get_basis(self) -> tuple[list, list]:
+        """Statuses of the columns and of the rows of the last solve."""
+        b = self.h.getBasis()
+        return b.col_status, b.row_status
+
     def add(self, A: np.ndarray, b: np.ndarray) -> None:
         start, index, value = self._rows(None, A)
-        self.h.addRows(len(b), np.full(len(b), -self.hs.kHighsInf), np.asarray(b, float), len(value), start,
-                       index, value)
+        self.h.addRows(len(b), np.full(len(b), self.ninf), np.asarray(b, float), len(value), start, index, value)
 
     def run(self):
-        """("optimal", value, x) or ("infeasible", -inf, None)."""
+        """("optimal", value, x), ("infeasible", -inf, None) or ("failed", inf, None)."""
         hs, h = self.hs, self.h
+        self.solves += 1
         h.run()
         st = h.getModelStatus()
         if st == hs.HighsModelStatus.kInfeasible:
@@ -764,16 +973,20 @@ def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:
     return Node(**{**{f: getattr(node, f) for f in ("L", "k", "z")}, field: t})
 
 
-BOUND_NODES = 120  # default node budget of ``prove``: about half a second on a laptop core
+BOUND_NODES = 5000  # default node budget of ``prove``: every preset is proven optimal in well under it
+PROGRESS_EVERY = 50  # boxes between calls of the progress callback
 
 
-def prove(problem: Problem, incumbent: float, *, max_nodes: int = BOUND_NODES, tol: float = 1e-3,
-          time_limit: float | None = None, polish: bool = True) -> Bound:
-    """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent``.
+def prove(problem: Problem, incumbent: float = -INF, *, max_nodes: int = BOUND_NODES, gap_tol: float = 0.0,
+          time_limit: float | None = None, polish: bool = True, progress=None, first: bool = False) -> Bound:
+    """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent`` (−inf: none known).
 
-    Deterministic for a given ``max_nodes`` (the search order depends on nothing else); ``time_limit`` stops
-    it earlier on a slow machine, the bound it returns is valid either way."""
+    Stops once the bound is within gap_tol (relative) of the best design known (0: proven optimal), or at
+    max_nodes boxes or time_limit seconds. With polish, the search's descent is run from the relaxations'
+    optima and better designs become the incumbent (``Bound.row``). Deterministic for a given max_nodes;
+    ``time_limit`` makes the result depend on the machine's speed; the bound it returns is valid either way."""
     from .solver import polisher
 
     bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
-    return bb.run(time_limit=math.inf if time_limit is None else time_limit, tol=tol, max_nodes=max_nodes)
+    return bb.run(time_limit=math.inf if time_limit is None else time_limit, gap_tol=gap_tol, max_nodes=max_nodes,
+                  progress=progress, first=first)

@@ -78,6 +78,7 @@ class Space:
     num_classes: int = 1000
     act: str = "relu"
     first_depth: int | None = None  # optional cap on the first stage's depth
+    ordered: bool = True  # guideline 3: c0 <= c1 <= ... <= cn; False: channels may also decrease (see in_space)
 
     def __post_init__(self) -> None:
         from .spec import BLOCKS
@@ -93,10 +94,16 @@ class Space:
         lo, hi = self.stem_channels
         if lo % self.step or hi % self.step or not 0 < lo <= hi:
             raise ValueError(f"stem_channels: expected a range of multiples of {self.step}, got {self.stem_channels}")
-        if self.max_depth < 1:
-            raise ValueError(f"max_depth: expected >= 1, got {self.max_depth}")
-        if self.max_channels < self.step:
-            raise ValueError(f"max_channels: expected >= {self.step}, got {self.max_channels}")
+        from .spec import MAX_CHANNELS, MAX_DEPTH, MAX_RESOLUTION, MAX_STAGES
+
+        if not 1 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution: expected 1..{MAX_RESOLUTION}, got {self.resolution}")
+        if len(self.strides) > MAX_STAGES:
+            raise ValueError(f"strides: {len(self.strides)} stages is above {MAX_STAGES}, the most supported")
+        if not 1 <= self.max_depth <= MAX_DEPTH:
+            raise ValueError(f"max_depth: expected 1..{MAX_DEPTH}, got {self.max_depth}")
+        if not self.step <= self.max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels: expected {self.step}..{MAX_CHANNELS}, got {self.max_channels}")
         if self.block == "mbconv" and self.ratio[0] <= 1.0:
             raise ValueError(f"ratio: mbconv expansion must exceed 1 (an expand conv in every block), got {self.ratio}")
         if not 0 <= self.ratio[0] <= self.ratio[1]:
@@ -209,7 +216,7 @@ def evaluate(problem: Problem, X: np.ndarray) -> Scores:
         rho = np.maximum(rho, nl * np.exp(-s / nl))
     var = L.var(axis=1)
     penalty = bu.beta * np.exp(var)
-    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1)
+    ordered = np.all(np.diff(X[:, : n + 1], axis=1) >= 0, axis=1) if sp.ordered else True
     feasible = (macs <= bu.flops) & (params <= bu.params) & (rho <= bu.rho0) & ordered
     return Scores(entropy, penalty, entropy - penalty, macs, params, rho, feasible)
 
@@ -254,7 +261,10 @@ def bounds(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows that respect the discrete choices, the ratio range and non-decreasing channels."""
+    """Rows that respect the discrete choices, the ratio range and non-decreasing channels (guideline 3, where
+    ``space.ordered``). Without guideline 3 an mbconv stage's mid channels must differ from the previous unit's
+    channels, so that its first block keeps its expand conv, as every block of an ordered space does (there
+    c_{i-1} <= c_i < mid); the branch and bound's relaxation relies on that conv being present."""
     sp = problem.space
     X = np.atleast_2d(X)
     lo, hi = bounds(problem)
@@ -262,9 +272,101 @@ def in_space(problem: Problem, X: np.ndarray) -> np.ndarray:
     ok = np.all((X >= lo) & (X <= hi), axis=1)
     ok &= np.all(X[:, :sp.n + 1] % sp.step == 0, axis=1)
     ok &= np.all(np.isin(X[:, col["k"]], sp.kernels), axis=1)
-    ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
+    if sp.ordered:
+        ok &= np.all(np.diff(X[:, : sp.n + 1], axis=1) >= 0, axis=1)
     if sp.has_mid:
         C, Mid = X[:, col["c"]], X[:, col["m"]]
         ok &= np.all(Mid % sp.step == 0, axis=1)
         ok &= np.all((Mid >= sp.ratio[0] * C - 1e-9) & (Mid <= sp.ratio[1] * C + 1e-9), axis=1)
+        if sp.block == "mbconv" and not sp.ordered:
+            ok &= np.all(Mid != X[:, : sp.n], axis=1)
     return ok
+
+
+def smallest(problem: Problem) -> np.ndarray:
+    """The cheapest row of the space with non-decreasing channels: every cost is increasing in every variable.
+    (It is in the space without guideline 3 too, but need not be the cheapest there: see ``least_costs``.)"""
+    lo, _ = bounds(problem)
+    sp = problem.space
+    x = lo.copy()
+    col = columns(sp.n)
+    x[: sp.n + 1] = np.maximum.accumulate(x[: sp.n + 1])  # non-decreasing channels
+    if sp.has_mid:
+        x[col["m"]] = np.maximum(x[col["m"]], np.ceil(sp.ratio[0] * x[col["c"]] / sp.step) * sp.step)
+    return x
+
+
+def least_costs(problem: Problem) -> tuple[float, float]:
+    """Lower bounds on the MACs and the params of every network of the space (exact with guideline 3: those of
+    ``smallest``). Without it, a stride-1 stage has a projection whenever c_{i-1} != c_i, so costs are not
+    monotone in the channels; but lowering every run of equal consecutive channels to its least value keeps or
+    removes projections and lowers every other cost, so every row costs at least one of the n + 1 rows whose
+    first j stages have the stem's least channels and the others the least stage channels (mids and kernels at
+    their least, depth 1). For mbconv, the row j = 0 drops the first expand conv: cheaper than any row of the
+    space, still a lower bound."""
+    x = smallest(problem)
+    if problem.space.ordered:
+        s = evaluate(problem, x[None])
+        return float(s.macs[0]), float(s.params[0])
+    sp = problem.space
+    n, col = sp.n, columns(sp.n)
+    lo, _ = bounds(problem)
+    X = np.repeat(lo[None], n + 1, 0)
+    for j in range(n + 1):
+        X[j, 1:j + 1] = lo[0]
+    if sp.has_mid:
+        X[:, col["m"]] = np.maximum(X[:, col["m"]], np.ceil(sp.ratio[0] * X[:, col["c"]] / sp.step) * sp.step)
+    s = evaluate(problem, X)
+    return float(s.macs.min()), float(s.params.min())
+
+
+def over_budget(problem: Problem) -> str | None:
+    """Why no network of the space meets the FLOPs or params budget, or None when one might: ``least_costs`` are
+    lower bounds on every network's costs (its smallest network's, with guideline 3), so this is a proof."""
+    macs, params = least_costs(problem)
+    b = problem.budget
+    parts = []
+    if macs > b.flops:
+        parts.append(f"flops: the budget {b.flops:.4g} is below {macs:.4g}, the fewest MACs of any network of this "
+                     f"space")
+    if params > b.params:
+        parts.append(f"params: the budget {b.params:.4g} is below {params:.4g}, the fewest params of any network "
+                     f"of this space")
+    return "no design meets the budgets: " + "; ".join(parts) if parts else None
+
+
+def unbinding(problem: Problem) -> list[str]:
+    """The constraints of a problem that no network of its space can reach, each as a sentence: a FLOPs or params
+    budget above what its largest network costs (every variable at its upper bound, plus every stride-1 projection,
+    an upper bound), a rho0 above ℓ_max / w_min (the most layers of a scale prefix over the narrowest width of any
+    layer, an upper bound on rho), and an input so small that down-sampling scales merge."""
+    sp, bu = problem.space, problem.budget
+    n = sp.n
+    lo, hi = bounds(problem)
+    top = hi.copy()
+    top[0] = sp.stem_channels[1]
+    s = evaluate(Problem(sp, Budget(1e300, 1e300, 1e300, bu.alpha, bu.beta, bu.classifier)), top[None])
+    r0, rs = sp.resolutions()
+    proj = [i for i in range(n) if sp.strides[i] == 1 and sp.block != "mbconv"]
+    macs = float(s.macs[0]) + sum(rs[i] ** 2 * sp.max_channels ** 2 for i in proj)
+    params = float(s.params[0]) + sum(sp.max_channels ** 2 + 2 * sp.max_channels for i in proj)
+    out = []
+    if bu.flops >= macs:
+        out.append(f"flops: the budget {bu.flops:.4g} cannot bind: no network of this space needs more than "
+                   f"{macs:.4g} MACs")
+    if bu.params >= params:
+        out.append(f"params: the budget {bu.params:.4g} cannot bind: no network of this space has more than "
+                   f"{params:.4g} params")
+    per_block = {"basic": 2, "bottleneck": 3, "mbconv": 3}[sp.block]
+    layers = 1 + per_block * sp.max_depth * n + (sp.head is not None)
+    k = min(sp.kernels)
+    w_min = min(3 * sp.stem_kernel ** 2, sp.step, k * k)
+    if bu.rho0 >= layers / w_min:
+        out.append(f"rho: rho0 {bu.rho0:g} cannot bind: no network of this space has rho above {layers / w_min:.4g} "
+                   f"({layers} layers at most, none narrower than {w_min})")
+    scales, down = len(sp.scale_ends()), 1 + sum(1 for x in sp.strides if x == 2)
+    if scales < down:
+        out.append(f"resolution: a {sp.resolution}-px input reaches 1x1 before the last down-sampling stage, so "
+                   f"its {down} down-sampling scales merge into {scales}")
+    return out
+

@@ -20,7 +20,8 @@ Procedure
     out  channels × a factor drawn from {1.5, 1.25, 0.8, 0.6, 0.5} (bottleneck, basic: ``space_k1kxk1``) or
          {0.5, 0.6, ..., 2.0} (mbconv: ``space_k1dwsek1``), rounded to a multiple of ``step`` (TinyNAS
          ``smart_round``: half to even, at least ``step``), then clipped to the neighbours (previous unit's
-         channels <= c <= next unit's, ``max_channels`` for the last; the stem also to ``stem_channels``).
+         channels <= c <= next unit's, ``max_channels`` for the last; the stem also to ``stem_channels``);
+         without guideline 3 (``space.ordered`` False) to the box only.
          A bottleneck keeps its mid channels; an mbconv keeps its expansion ratio (snapped to the 0.1 grid,
          as ``check_btn`` does).
     k    another kernel of ``space.kernels``, uniformly.
@@ -57,7 +58,7 @@ import numpy as np
 
 from . import budget as bud
 from .budget import Problem
-from .result import Design, Infeasible
+from .result import Design, Infeasible, NotFound
 
 CHANNEL_FACTORS = (1.5, 1.25, 0.8, 0.6, 0.5)  # TinyNAS space_k1kxk1 search_channel_list
 MBCONV_CHANNEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))  # np.arange(0.5, 2.01, 0.1)
@@ -120,7 +121,9 @@ def _smallest(s: _Space) -> np.ndarray:
 
 
 def _seed(problem: Problem, s: _Space) -> np.ndarray:
-    """The cheapest feasible network of the uniform ladder; Infeasible when there is none."""
+    """The cheapest feasible network of the uniform ladder; Infeasible when no network of the space meets the
+    FLOPs and params budgets (proven: the costs grow with every variable), NotFound when none of the ladder meets
+    rho0 too."""
     sp, bu = s.sp, problem.budget
     ts = np.arange(s.step, sp.max_channels + 1, s.step, dtype=np.int64)
     t, stem_hi, high, kmax = (a.ravel() for a in np.meshgrid(ts, [False, True], [False, True], [False, True],
@@ -142,16 +145,9 @@ def _seed(problem: Problem, s: _Space) -> np.ndarray:
     what = (f"the smallest network of the space (stem {small[0, 0]}, every stage {small[0, 1]} channels, "
             f"kernel {small[0, 2 * s.n + 1]}, depth 1) needs FLOPs {_fmt(macs)} MACs, params {_fmt(params)} "
             f"and has rho {rho:.4g}")
-    too_small = []
-    if macs > bu.flops:
-        too_small.append(f"FLOPs budget {_fmt(bu.flops)} is below {_fmt(macs)}, the fewest MACs of any network "
-                         f"of the space")
-    if params > bu.params:
-        too_small.append(f"params budget {_fmt(bu.params)} is below {_fmt(params)}, the fewest params of any "
-                         f"network of the space")
-    if too_small:
-        raise Infeasible(f"{problem.name or 'problem'}: no network meets the budgets: "
-                         + "; ".join(too_small) + f"; {what}")
+    why = bud.over_budget(problem)
+    if why:
+        raise Infeasible(f"{problem.name or 'problem'}: {why}; {what}")
     low_rho = sc.rho <= bu.rho0
     if low_rho.any():
         i = np.flatnonzero(low_rho)[np.argmin(sc.macs[low_rho])]
@@ -160,7 +156,7 @@ def _seed(problem: Problem, s: _Space) -> np.ndarray:
     else:
         need = (f"no uniform depth-1 network of the space reaches rho <= {bu.rho0:g}: the lowest is "
                 f"{float(sc.rho.min()):.4g}")
-    raise Infeasible(f"{problem.name or 'problem'}: rho0 budget {bu.rho0:g} is below {rho:.4g}, the rho of the "
+    raise NotFound(f"{problem.name or 'problem'}: rho0 budget {bu.rho0:g} is below {rho:.4g}, the rho of the "
                      f"smallest network, and {need}; FLOPs budget {_fmt(bu.flops)}, params budget "
                      f"{_fmt(bu.params)}: the evolution found no feasible start; {what}")
 
@@ -192,8 +188,12 @@ def _mutate(s: _Space, X: np.ndarray, rng: np.random.Generator) -> None:
     u = unit[r]
     old = X[r, u]
     new = np.minimum(_snap(old * factor[r], s.step), sp.max_channels)
-    below = np.where(u > 0, X[r, np.maximum(u - 1, 0)], sp.stem_channels[0])
-    above = np.where(u < n, X[r, np.minimum(u + 1, n)], sp.max_channels)
+    if sp.ordered:  # guideline 3: clipped to the neighbours
+        below = np.where(u > 0, X[r, np.maximum(u - 1, 0)], sp.stem_channels[0])
+        above = np.where(u < n, X[r, np.minimum(u + 1, n)], sp.max_channels)
+    else:  # to the box only
+        below = np.where(u > 0, s.step, sp.stem_channels[0])
+        above = np.full(len(r), sp.max_channels)
     above = np.where(u == 0, np.minimum(above, sp.stem_channels[1]), above)
     new = np.minimum(np.maximum(new, below), above)
     X[r, u] = new

@@ -12,7 +12,20 @@ from .spec import Spec
 
 
 class Infeasible(ValueError):
-    """No point of the space meets the budgets; the message states what the space needs."""
+    """Proven: no point of the space meets the budgets; the message names the binding constraint and the value
+    of it the space can meet."""
+
+
+class NotFound(ValueError):
+    """A solver found no design within the budgets, without a proof that none exists (the message says how to
+    look further)."""
+
+
+class DeepMADWarning(UserWarning):
+    """An option the solver ignores, or a budget that cannot bind: the design is still computed."""
+
+
+STATUSES = ("optimal", "gap_limit", "node_limit", "time_limit", "infeasible")
 
 
 @dataclass(frozen=True)
@@ -29,3 +42,6 @@ class Design:
     solver: str  # lns | evolution
     evaluated: int  # candidates scored
     bound_nodes: int = 0  # branch-and-bound nodes behind ``bound`` (deepmad.core.bound); 0: no proof attempted
+    status: str = "node_limit"  # how the proof ended (STATUSES); node_limit with bound_nodes 0: none was run
+    lp_solves: int = 0  # linear programs the proof solved
+    proof_seconds: float = 0.0  # of ``seconds``, the proof's

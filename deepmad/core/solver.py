@@ -49,8 +49,8 @@ The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deep
 ``deepmad design`` and ``deepmad.design`` call) runs a lighter search first (``BOUNDED_STARTS`` starts,
 ``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/core/bound.py``, whose primal heuristic
 (``polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
-here, guided by the bounds; it fills in a proven upper bound and the gap to it. On random problems that pair
-is 0.1-0.4% better on average than this search alone (without the few kicks, it was up to 3% worse on some).
+here, guided by the bounds, and which runs until the design is proven optimal: the search only supplies the
+first incumbent.
 """
 from __future__ import annotations
 
@@ -61,9 +61,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .budget import Problem, Space, bounds, columns, evaluate, in_space, to_spec
+from .budget import Problem, Space, bounds, columns, evaluate, in_space, over_budget, smallest, to_spec
 from .evolution import evolve
-from .result import Design, Infeasible
+from .result import Design, Infeasible, NotFound
 
 PAIR_STEPS = (1, 2, 4, 8, 16, 32)  # grid steps of the two-variable channel moves
 DEPTH_STEPS = (-2, -1, 1, 2)  # depth steps of the two-variable moves
@@ -292,9 +292,11 @@ class _Neighbourhood:
             cout = np.full_like(c, self.sp.head) if self.sp.head is not None else c
             macs = macs + cout * self.classes
             params = params + (cout + 1) * self.classes
-        ok = c >= cin
+        ok = c >= cin if self.sp.ordered else np.ones(len(c), bool)
         if self.sp.has_mid:
             ok &= (m >= self.sp.ratio[0] * c - 1e-9) & (m <= self.sp.ratio[1] * c + 1e-9)
+            if self.sp.block == "mbconv" and not self.sp.ordered:
+                ok &= m != cin  # budget.in_space: the first block keeps its expand conv
         tab = dict(macs=np.where(ok, macs, np.inf),  # a row outside the space never fits: merit −inf
                    params=params, layers=layers, A=A, B=B,
                    logc=np.log(c), ent=np.log(self.sides[i + 1] ** 2 * c))
@@ -424,30 +426,24 @@ class _Search:
         return x, f
 
 
-def smallest(problem: Problem) -> np.ndarray:
-    """The cheapest row of the space: every cost is increasing in every variable."""
-    lo, _ = bounds(problem)
-    sp = problem.space
-    x = lo.copy()
-    col = columns(sp.n)
-    x[: sp.n + 1] = np.maximum.accumulate(x[: sp.n + 1])  # non-decreasing channels
-    if sp.has_mid:
-        x[col["m"]] = np.maximum(x[col["m"]], np.ceil(sp.ratio[0] * x[col["c"]] / sp.step) * sp.step)
-    return x
-
-
 def _repair(problem: Problem, X: np.ndarray) -> np.ndarray:
-    """Rows clipped into the box, channels made non-decreasing and mids put into their ratio range."""
+    """Rows clipped into the box, channels made non-decreasing (guideline 3) and mids put into their ratio range
+    (without guideline 3, an mbconv mid equal to the previous unit's channels moved one step, see in_space)."""
     sp = problem.space
     n, st = sp.n, sp.step
     lo, hi = bounds(problem)
     X = np.clip(np.atleast_2d(X), lo, hi)
-    X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
+    if sp.ordered:
+        X[:, : n + 1] = np.maximum.accumulate(X[:, : n + 1], axis=1)
     if sp.has_mid:
         c = X[:, 1: n + 1]
         mlo = np.maximum(st, np.ceil(sp.ratio[0] * c / st - 1e-9) * st)
         mhi = np.minimum(np.floor(sp.ratio[1] * c / st + 1e-9) * st, hi[n + 1: 2 * n + 1])
         X[:, n + 1: 2 * n + 1] = np.clip(X[:, n + 1: 2 * n + 1], mlo, np.maximum(mlo, mhi))
+        if sp.block == "mbconv" and not sp.ordered:
+            M = X[:, n + 1: 2 * n + 1]
+            same = M == X[:, :n]
+            M[same] = np.where((M + st <= np.maximum(mlo, mhi))[same], M[same] + st, M[same] - st)
     return X
 
 
@@ -565,30 +561,15 @@ def polisher(problem: Problem):
     return polish
 
 
-def infeasible_message(problem: Problem) -> str:
-    """Why nothing fits: the budgets the cheapest network of the space needs."""
-    s = evaluate(problem, smallest(problem)[None])
-    b = problem.budget
-    parts = []
-    if s.macs[0] > b.flops:
-        parts.append(f"flops budget {b.flops:.4g} is below the {s.macs[0]:.4g} MACs of the smallest network")
-    if s.params[0] > b.params:
-        parts.append(f"params budget {b.params:.4g} is below the {s.params[0]:.4g} params of the smallest network")
-    if parts:
-        return "infeasible budgets: " + "; ".join(parts) + " this space allows"
-    return (f"no design of this space meets rho <= {b.rho0:g} within the budgets (the smallest network has "
-            f"rho {s.rho[0]:.3g}); raise rho0 or the budgets")
-
-
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,
           seed: int = 0, seed_candidates: int = 0) -> Design:
     """Best design found by the search (see the module docstring). Deterministic: same problem and arguments,
     same design, unless time_limit (seconds) cuts the search short. seed: of the kicks' random generator;
     seed_candidates > 0 adds the best row of ``evolution.evolve(problem, seed_candidates, seed=0)`` as a start."""
     t0 = time.perf_counter()
-    s = evaluate(problem, smallest(problem)[None])
-    if s.macs[0] > problem.budget.flops or s.params[0] > problem.budget.params:
-        raise Infeasible(infeasible_message(problem))
+    why = over_budget(problem)
+    if why:
+        raise Infeasible(why)
     search = _Search(problem, t0 + (time_limit if time_limit else math.inf))
     first = starts(problem, n_starts, search)
     if seed_candidates:
@@ -596,7 +577,7 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
             e = evolve(problem, candidates=seed_candidates, seed=0)
             first.append((np.array(e.x), e.objective))
             search.scored += e.evaluated
-        except Infeasible:
+        except (Infeasible, NotFound):
             pass
     best, best_f = first[0]
     for x0, f0 in first:
@@ -613,9 +594,10 @@ def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = 
     final = evaluate(problem, best[None])
     if not (final.feasible[0] and in_space(problem, best[None])[0]):
         if time.perf_counter() >= search.deadline:
-            raise Infeasible(f"no design meeting the budgets was found within the time limit of {time_limit:g} s; "
-                             f"allow more time")
-        raise Infeasible(infeasible_message(problem))
+            raise NotFound(f"the search found no design within the budgets in the time limit of {time_limit:g} s; "
+                           f"allow more time")
+        raise NotFound("the search found no design within the budgets (that none exists is not proven: "
+                       "run the branch and bound, bound_nodes > 0)")
     # The search's design; deepmad.core.exact.solve adds the proven bound and gap (deepmad/core/bound.py).
     objective = float(final.objective[0])
     bound, gap = None, None

@@ -68,13 +68,33 @@ class Spec:
 
 # ---------------------------------------------------------------------------------------------- validation
 
-def _int(value: Any, where: str, lo: int = 1) -> None:
+# The largest network a spec may describe (far above any real CNN: a 4096-px input, 65,536 channels, 1,000
+# blocks a stage); past them a spec is refused with one line instead of hours of counting or building.
+MAX_RESOLUTION = 4096
+MAX_CHANNELS = 65_536
+MAX_DEPTH = 1_000
+MAX_STAGES = 64
+MAX_KERNEL = 31
+MAX_CLASSES = 1_000_000
+MAX_IN_CHANNELS = 1024
+STRIDES = (1, 2)  # as the design spaces have them (budget.Space)
+
+
+def _int(value: Any, where: str, lo: int = 1, hi: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise SpecError(f"{where}: expected an integer >= {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise SpecError(f"{where}: {value} is above {hi:,}, the largest this version supports")
+
+
+def _stride(value: Any, where: str) -> None:
+    _int(value, where)
+    if value not in STRIDES:
+        raise SpecError(f"{where}: expected a stride of 1 or 2, got {value}")
 
 
 def _odd_kernel(value: Any, where: str) -> None:
-    _int(value, where)
+    _int(value, where, hi=MAX_KERNEL)
     if value % 2 == 0:
         raise SpecError(f"{where}: expected an odd kernel size (1, 3, 5, 7, ...), got {value}")
 
@@ -89,35 +109,37 @@ def _stage_mid(s: Stage, where: str) -> None:
             raise SpecError(f"{where}.expand: only mbconv stages take an expansion ratio; give mid")
         if s.mid is None:
             raise SpecError(f"{where}.mid: a bottleneck stage needs its bottleneck channels (mid)")
-        _int(s.mid, f"{where}.mid")
+        _int(s.mid, f"{where}.mid", hi=MAX_CHANNELS)
         return
     if (s.mid is None) == (s.expand is None):
         raise SpecError(f"{where}: an mbconv stage needs exactly one of mid (channels) or expand (ratio)")
     if s.mid is not None:
-        _int(s.mid, f"{where}.mid")
+        _int(s.mid, f"{where}.mid", hi=MAX_CHANNELS)
     elif (isinstance(s.expand, bool) or not isinstance(s.expand, (int, float)) or not math.isfinite(s.expand)
-          or not s.expand >= 1):
-        raise SpecError(f"{where}.expand: expected a ratio >= 1, got {s.expand!r}")
+          or not 1 <= s.expand <= 64):
+        raise SpecError(f"{where}.expand: expected a ratio in [1, 64], got {s.expand!r}")
 
 
 def validate(spec: Spec) -> None:
     """Raise SpecError naming the first field that cannot describe a buildable network."""
-    _int(spec.resolution, "resolution")
-    _int(spec.in_channels, "in_channels")
-    _int(spec.num_classes, "num_classes", lo=0)
+    _int(spec.resolution, "resolution", hi=MAX_RESOLUTION)
+    _int(spec.in_channels, "in_channels", hi=MAX_IN_CHANNELS)
+    _int(spec.num_classes, "num_classes", lo=0, hi=MAX_CLASSES)
     if spec.act not in ACTIVATIONS:
         raise SpecError(f"act: expected one of {', '.join(ACTIVATIONS)}, got {spec.act!r}")
     if not isinstance(spec.stem, Stem):
         raise SpecError("stem: expected a Stem")
-    _int(spec.stem.channels, "stem.channels")
+    _int(spec.stem.channels, "stem.channels", hi=MAX_CHANNELS)
     _odd_kernel(spec.stem.kernel, "stem.kernel")
-    _int(spec.stem.stride, "stem.stride")
+    _stride(spec.stem.stride, "stem.stride")
     if not isinstance(spec.stem.pool, bool):
         raise SpecError(f"stem.pool: expected true or false, got {spec.stem.pool!r}")
     if not isinstance(spec.name, str):
         raise SpecError(f"name: expected text, got {spec.name!r}")
     if not spec.stages:
         raise SpecError("stages: expected at least one stage")
+    if len(spec.stages) > MAX_STAGES:
+        raise SpecError(f"stages: {len(spec.stages)} stages is above {MAX_STAGES}, the most this version supports")
     c_in = spec.stem.channels
     for i, s in enumerate(spec.stages):
         where = f"stages[{i}]"
@@ -125,9 +147,9 @@ def validate(spec: Spec) -> None:
             raise SpecError(f"{where}: expected a Stage")
         if s.block not in BLOCKS:
             raise SpecError(f"{where}.block: expected one of {', '.join(BLOCKS)}, got {s.block!r}")
-        _int(s.channels, f"{where}.channels")
-        _int(s.depth, f"{where}.depth")
-        _int(s.stride, f"{where}.stride")
+        _int(s.channels, f"{where}.channels", hi=MAX_CHANNELS)
+        _int(s.depth, f"{where}.depth", hi=MAX_DEPTH)
+        _stride(s.stride, f"{where}.stride")
         _odd_kernel(s.kernel, f"{where}.kernel")
         _int(s.groups, f"{where}.groups")
         _stage_mid(s, where)
@@ -143,7 +165,7 @@ def validate(spec: Spec) -> None:
             raise SpecError(f"{where}.se: squeeze-excitation is part of mbconv blocks only; set se to 0")
         c_in = s.channels
     if spec.head is not None:
-        _int(spec.head, "head")
+        _int(spec.head, "head", hi=MAX_CHANNELS)
 
 
 # ---------------------------------------------------------------------------------------------- files

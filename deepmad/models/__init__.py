@@ -11,8 +11,9 @@ from __future__ import annotations
 from .blocks import BasicBlock, Bottleneck, InvertedResidual
 from .factory import create_model, list_models, preset_spec, resolve_spec
 from .layers import ConvBNAct, DropPath, SqueezeExcite, make_act
+from .mlp import MLPNet
 from .net import DeepMADNet, FeatureInfo, feature_levels, make_block
 
-__all__ = ["create_model", "list_models", "resolve_spec", "preset_spec", "DeepMADNet", "FeatureInfo",
+__all__ = ["create_model", "list_models", "resolve_spec", "preset_spec", "DeepMADNet", "MLPNet", "FeatureInfo",
            "feature_levels", "make_block", "BasicBlock", "Bottleneck", "InvertedResidual", "ConvBNAct",
            "SqueezeExcite", "DropPath", "make_act"]

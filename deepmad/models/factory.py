@@ -52,7 +52,9 @@ def preset_spec(name: str) -> Spec:
 
 def resolve_spec(name_or_spec: str | os.PathLike | Spec) -> Spec:
     """The spec of a preset or reference network name, a Spec, or a spec file path (.yaml/.yml/.json)."""
-    if isinstance(name_or_spec, Spec):
+    from ..core.mlp import MLPSpec
+
+    if isinstance(name_or_spec, (Spec, MLPSpec)):
         return name_or_spec
     if isinstance(name_or_spec, str):
         name = _NAMES.get(_key(name_or_spec))
@@ -77,7 +79,8 @@ def create_model(name_or_spec: str | os.PathLike | Spec, *, num_classes: int | N
                  features_only: bool = False, out_indices: Sequence[int] | None = None,
                  pretrained: bool = False) -> DeepMADNet:
     """Build a ``DeepMADNet`` from a preset name (designed on first use), a reference network name
-    (resnet18 ... resnet152, mobilenet_v2, efficientnet_b0), a Spec or a spec file path.
+    (resnet18 ... resnet152, mobilenet_v2, efficientnet_b0), a Spec or a spec file path; an MLP spec
+    (``deepmad.core.mlp.MLPSpec`` or a ``deepmad_mlp`` file) builds an ``MLPNet`` (num_classes: its outputs).
 
     The keyword arguments are ``DeepMADNet``'s (timm's names). There are no pretrained weights:
     ``pretrained=True`` is an error.
@@ -86,6 +89,16 @@ def create_model(name_or_spec: str | os.PathLike | Spec, *, num_classes: int | N
         raise ValueError("pretrained: no pretrained weights exist for deepmad models; build with "
                          "pretrained=False and load your own with model.load_state_dict(...)")
     spec = resolve_spec(name_or_spec)
+    from ..core.mlp import MLPSpec
+
+    if isinstance(spec, MLPSpec):  # Section 3's MLP family: an nn.Sequential of Linear layers
+        from .mlp import MLPNet
+
+        for k, v, default in (("in_chans", in_chans, None), ("drop_path_rate", drop_path_rate, 0.0),
+                              ("features_only", features_only, False), ("out_indices", out_indices, None)):
+            if v != default:
+                raise ValueError(f"{k}: applies to CNNs only (an MLP spec sets its inputs; it has no feature maps)")
+        return MLPNet(spec, num_classes=num_classes, drop_rate=drop_rate)
     return DeepMADNet(spec, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                       drop_path_rate=drop_path_rate, features_only=features_only, out_indices=out_indices)
 

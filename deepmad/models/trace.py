@@ -61,6 +61,7 @@ from torch.overrides import TorchFunctionMode
 from ..core import theory
 from ..core.analysis import Row, parse_alpha, parse_beta
 from ..core.blocks import Unit
+from ..core.spec import MAX_RESOLUTION
 from ..core.theory import BETA
 
 
@@ -491,6 +492,9 @@ def _size(resolution: Any) -> tuple[int, int]:
     for v in (h, w):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise TraceError(f"resolution: expected an integer >= 1 or a (height, width) pair, got {resolution!r}")
+        if v > MAX_RESOLUTION:
+            raise TraceError(f"resolution: {v} is above {MAX_RESOLUTION}, the largest input side this version "
+                             f"traces")
     return h, w
 
 

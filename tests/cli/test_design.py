@@ -262,3 +262,26 @@ def test_design_prints_the_proven_gap(capsys):
     assert code == 0 and "proven: optimum <=" in out and "nodes" in out
     j = ok_json(capsys, "design", "--preset", "deepmad-r18", "--bound-nodes", "40")
     assert j["bound"] >= j["objective"] and j["gap"] >= 0 and j["bound_nodes"] >= 40
+
+
+@pytest.mark.parametrize("argv", [("design", "--preset", "deepmad-r18", "--resolution", "100000"),
+                                  ("design", "--preset", "deepmad-r18", "--max-channels", "100000000")])
+def test_sizes_above_the_limits_get_one_line(capsys, argv):
+    assert_one_line_error(*run(capsys, *argv))
+
+
+@pytest.mark.parametrize("field,value,match", [("channels", 100_000_000, "is above 65,536"),
+                                               ("stride", 3, "expected a stride of 1 or 2")])
+def test_analyze_applies_the_design_rules_to_spec_files(capsys, tmp_path, field, value, match):
+    p = tmp_path / "net.yaml"
+    stage = {"block": "bottleneck", "channels": 256, "depth": 3, "stride": 2, "kernel": 3, "mid": 64, field: value}
+    p.write_text(json.dumps({"resolution": 224, "stem": {"channels": 32}, "stages": [stage]}))
+    code, out, err = run(capsys, "analyze", str(p))
+    assert_one_line_error(code, out, err)
+    assert f"stages[0].{field}: " in err and match in err
+
+
+def test_budget_that_cannot_bind_warns_on_stderr(capsys):
+    code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--rho", "100", "--bound-nodes", "0", "--json")
+    assert code == 0 and json.loads(out)["rho_max"] < 100
+    assert err.startswith("deepmad: warning: rho: rho0 100 cannot bind") and err.count("\n") == 1

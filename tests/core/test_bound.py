@@ -1,6 +1,5 @@
 """deepmad.core.bound: the branch-and-bound upper bound is valid (never below a design it covers) and exact when it
 runs to completion, checked against brute-force enumeration of small design spaces."""
-import itertools
 import math
 
 import numpy as np
@@ -8,39 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from deepmad.core import bound as B
-from deepmad.core.budget import Budget, Problem, Space, bounds, evaluate, in_space
+from deepmad.core.budget import Budget, Problem, bounds, evaluate, in_space
 from deepmad.core.presets import preset
-from shared import budgeted, small_space
-
-
-def all_rows(problem: Problem) -> np.ndarray:
-    """Every row of a small space (brute force)."""
-    sp = problem.space
-    n = sp.n
-    chans = range(sp.step, sp.max_channels + 1, sp.step)
-    stem = range(sp.stem_channels[0], sp.stem_channels[1] + 1, sp.step)
-    hi_mid = int(bounds(problem)[1][n + 1])
-    mids = range(sp.step, hi_mid + 1, sp.step) if sp.has_mid else [0]
-    grids = [stem] + [chans] * n + [mids] * n + [sp.kernels] * n + [range(1, sp.max_depth + 1)] * n
-    X = np.array(list(itertools.product(*grids)), dtype=np.int64)
-    return X[in_space(problem, X)]
-
-
-def brute_force(problem: Problem, X: np.ndarray | None = None) -> float:
-    X = all_rows(problem) if X is None else X
-    s = evaluate(problem, X)
-    return float(s.objective[s.feasible].max()) if s.feasible.any() else -math.inf
-
-
-def tiny(block: str, flops: float, params: float, rho0: float, **kw) -> Problem:
-    base = dict(strides=(2, 2), resolution=32, stem_channels=(8, 16), kernels=(3, 5), max_depth=3,
-                max_channels=40, num_classes=10)
-    if block == "mbconv":
-        base.update(ratio=(1.5, 3.0), se=0.25, act="silu")
-    elif block == "bottleneck":
-        base.update(ratio=(0.0, 1.0))
-    base.update(kw)
-    return Problem(Space(block, **base), Budget(flops, params, rho0))
+from shared import all_rows, brute_force, budgeted, small_space, tiny
 
 
 TINY = [tiny("bottleneck", 2.0e6, 40e3, 0.5), tiny("basic", 3.0e6, 60e3, 0.5), tiny("mbconv", 1.5e6, 30e3, 0.6),
@@ -53,8 +22,8 @@ NO_PENALTY = [Problem(p.space, Budget(p.budget.flops, p.budget.params, p.budget.
 @pytest.mark.parametrize("problem", NO_PENALTY, ids=lambda p: f"{p.space.block}-beta{p.budget.beta}")
 def test_complete_search_equals_brute_force_without_penalty(problem):
     best = brute_force(problem)
-    r = B.BranchAndBound(problem, incumbent=-math.inf).run(time_limit=math.inf, tol=0.0)
-    assert r.complete and r.bound == pytest.approx(best, rel=1e-12) and r.incumbent == pytest.approx(best, rel=1e-12)
+    r = B.BranchAndBound(problem, incumbent=-math.inf).run()
+    assert r.status == "optimal" and r.bound == pytest.approx(best, rel=1e-12) and r.incumbent == pytest.approx(best, rel=1e-12)
 
 
 def test_primal_heuristic_returns_better_designs_that_are_real():
@@ -64,8 +33,8 @@ def test_primal_heuristic_returns_better_designs_that_are_real():
     X = all_rows(problem)
     s = evaluate(problem, X)
     feas = np.sort(s.objective[s.feasible])
-    r = B.prove(problem, float(feas[0]), max_nodes=10**6, tol=0.0)
-    assert r.row is not None and r.complete
+    r = B.prove(problem, float(feas[0]), max_nodes=10**6)
+    assert r.row is not None and r.status == "optimal"
     row = np.array([r.row])
     assert evaluate(problem, row).feasible[0] and in_space(problem, row)[0]
     assert evaluate(problem, row).objective[0] == r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
@@ -76,8 +45,8 @@ def test_complete_search_equals_brute_force(problem):
     best = brute_force(problem)
     assert best > -math.inf
     bb = B.BranchAndBound(problem, incumbent=-math.inf)
-    r = bb.run(time_limit=math.inf, tol=0.0)
-    assert r.complete
+    r = bb.run()
+    assert r.status == "optimal"
     assert r.bound >= best - 1e-6 * abs(best)
     assert r.incumbent == pytest.approx(best, rel=1e-12)  # the exact leaves found the optimum itself
     assert r.bound == pytest.approx(best, rel=1e-12)
@@ -89,7 +58,7 @@ def test_bound_from_a_worse_incumbent_finds_the_optimum(problem):
     s = evaluate(problem, X)
     feas = np.sort(s.objective[s.feasible])
     worse = float(feas[len(feas) // 2])  # a median design as the incumbent
-    r = B.BranchAndBound(problem, incumbent=worse).run(time_limit=math.inf, tol=0.0)
+    r = B.BranchAndBound(problem, incumbent=worse).run()
     assert r.incumbent == pytest.approx(float(feas[-1]), rel=1e-12)
     assert r.row is not None and evaluate(problem, np.array([r.row])).objective[0] == pytest.approx(feas[-1])
 
@@ -128,7 +97,7 @@ def test_preset_bound_is_above_the_design_and_finite():
     p = preset("deepmad-r18")
     from deepmad.core.solver import solve
     d = solve(p)
-    r = B.BranchAndBound(p, d.objective).run(time_limit=math.inf, max_nodes=300)
+    r = B.BranchAndBound(p, d.objective).run(max_nodes=300)
     assert math.isfinite(r.bound) and r.bound >= d.objective
     assert r.nodes <= 301 + 1
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from deepmad import api
 from deepmad.core.budget import Budget, Problem, columns, evaluate, from_spec, in_space
 from deepmad.core.presets import PRESETS, RELEASED_NAME
-from deepmad.core.solver import FEASIBLE, Infeasible, _Neighbourhood, merit, neighbours, solve
+from deepmad.core.result import Infeasible, NotFound
+from deepmad.core.solver import FEASIBLE, _Neighbourhood, merit, neighbours, solve
 from shared import budgeted, recheck, released_objective, small_space
 
 HILL_CLIMB = 61687.48  # solver-notes.md: a 90-second multi-start hill climb on the deepmad-r18 instance
@@ -125,7 +126,7 @@ def test_evolution_seed_start():
 def test_infeasible_budget_names_what_the_space_needs():
     p = PRESETS["deepmad-r18"]
     tiny = Problem(p.space, Budget(1e6, 5e4, 0.3))
-    with pytest.raises(Infeasible, match=r"flops budget .* below the .* MACs of the smallest network"):
+    with pytest.raises(Infeasible, match=r"flops: the budget .* is below .*, the fewest MACs of any network"):
         solve(tiny)
 
 
@@ -169,7 +170,7 @@ def test_random_problems_meet_their_constraints_and_are_reproducible(space, scal
     problem = budgeted(space, scale, rho0)
     try:
         d = solve(problem, n_starts=3, kicks=5)
-    except Infeasible:
+    except (Infeasible, NotFound):  # the search alone proves nothing; tests/core/test_bound.py checks the exact solve
         return
     assert_meets(problem, d)
     assert solve(problem, n_starts=3, kicks=5).x == d.x

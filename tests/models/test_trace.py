@@ -427,6 +427,7 @@ def test_cli_torch_text_and_options(capsys, netfile, tmp_path):
     (["--torch", "{m}:broken"], r"calling broken\(\) failed: RuntimeError: no weights here"),
     (["--torch", "{m}:build", "--resolution", "8", "--in-chans", "2"], "at 8x8 .*failed: RuntimeError"),
     (["--torch", "{m}:build", "--resolution", "0"], "--resolution: expected"),
+    (["--torch", "{m}:build", "--resolution", "100000"], "resolution: 100000 is above 4096"),
     (["--torch", "{m}:build", "--alpha", "1,1"], "alpha: expected 1 weights"),
     (["--torch", "{m}:build", "resnet50"], "not both"),
     (["resnet50", "--resolution", "32"], "--resolution: applies to --torch"),
