@@ -190,3 +190,13 @@ def test_help_says_where_flags_depart_from_timm(capsys):
     flat = " ".join(out.split())
     assert "timm's --lr-base" in flat and "timm's --mixup is" in flat and "--resume PATH" in flat
     assert "143 stopped by SIGTERM, 130 by SIGINT" in flat
+
+
+def test_cuda_index_without_a_gpu_is_one_line(capsys, spec, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    err = one_line_error(capsys, "train", spec, "--data", "builtin:mnist", "--device", "cuda:1", "-o",
+                         str(tmp_path / "r"))
+    assert "--device cuda:1: no CUDA device is available" in err
+    assert not (tmp_path / "r").exists()

@@ -172,7 +172,7 @@ def random_specs(draw) -> Spec:
     for _ in range(draw(st.integers(1, 4))):
         block = draw(st.sampled_from(["basic", "bottleneck", "mbconv"]))
         c = draw(st.integers(1, 96))
-        kw: dict = dict(stride=draw(st.sampled_from([1, 2, 3])), kernel=draw(st.sampled_from([1, 3, 5])))
+        kw: dict = dict(stride=draw(st.sampled_from([1, 2])), kernel=draw(st.sampled_from([1, 3, 5])))
         if block == "basic":
             kw["groups"] = draw(st.sampled_from(_divisors(math.gcd(c_in, c))))
         elif block == "bottleneck":
@@ -475,7 +475,7 @@ def test_spec_altered_after_validation_is_rejected():
 
 
 def test_spec_too_big_for_memory_fails_before_allocating():
-    huge = Spec(224, Stem(8), (Stage("basic", 2_000_000, 1),), name="huge")
+    huge = Spec(224, Stem(8), (Stage("basic", 65_536, 1),), name="huge")  # 3.9e10 params, within spec limits
     with pytest.raises(SpecError, match=r"huge: cannot build: .* GiB of float32 weights, more than this machine"):
         DeepMADNet(huge)
 
