@@ -273,6 +273,7 @@ def test_check_is_relative_and_compares_the_argmax():
 
 
 def test_randomize_gives_every_layer_a_say():
+    torch.manual_seed(0)
     model = create_model(RESLIKE)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -280,7 +281,7 @@ def test_randomize_gives_every_layer_a_say():
         randomize_(model, seed=3)
         y = model(x)
         assert torch.equal(y, randomize_(create_model(RESLIKE), seed=3).eval()(x))  # seeded
-    assert float(fresh.abs().max()) < 0.1 < float(y.abs().max())
+    assert 10 * float(fresh.abs().max()) < float(y.abs().max())  # the fresh logits are near zero
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             assert float(m.weight.min()) >= 0.1 and float(m.running_var.min()) >= 0.5  # no branch switched off
