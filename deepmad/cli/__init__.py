@@ -7,7 +7,8 @@ show). Each has ``add_commands(sub)``, which adds its subparsers, and
 for bad input). No group imports torch at import time: the design commands load them all.
 
 Bad input of any kind (usage errors included) ends with one line ``deepmad: error: ...`` on stderr and exit
-status 2, before anything is written.
+status 2, before anything is written. A handler whose work ends otherwise than in success (a training run
+stopped by SIGTERM: 143, by SIGINT: 130) raises ``Exit(code, out)``: out goes to stdout, code is the status.
 """
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from .. import __version__
 from . import design, latency, models, studies, train
 
 GROUPS = (design, studies, models, train, latency)
+
+
+class Exit(Exception):
+    """A command's end with exit status code (not 0), after printing out on stdout."""
+
+    def __init__(self, code: int, out: str = "") -> None:
+        super().__init__(code)
+        self.code, self.out = code, out
 
 
 class UsageError(Exception):
@@ -46,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command; returns the exit status (0 ok, 2 bad input, 128 + N stopped by signal N)."""
     p = parser()
     try:
         args = p.parse_args(argv)
@@ -62,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from ..core.result import DeepMADWarning
 
+    code = 0
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DeepMADWarning)
@@ -73,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"deepmad: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
                     else:
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    except Exit as e:
+        out, code = e.out, e.code
     except (ValueError, OverflowError) as e:  # bad input: SpecError, Infeasible, budget errors; absurd sizes
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"deepmad: error: {msg}", file=sys.stderr)
@@ -86,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return 0
+    return code
 
 
 if __name__ == "__main__":

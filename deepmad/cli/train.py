@@ -14,33 +14,43 @@ import os
 TRAIN_MISSING = "this command needs the training extras: install with pip install 'deepmad[train]'"
 
 EPILOG_TRAIN = """examples:
-  deepmad train my-net.yaml --data builtin:mnist --epochs 3 --batch-size 64     # CPU smoke run, no download
-  deepmad train deepmad-r18 --data /data/imagenet --epochs 480 --batch-size 256 --out runs/r18
+  deepmad train my-net.yaml --data builtin:mnist                 # CPU, bundled digits, a few minutes
+  deepmad train deepmad-r18 --data /data/imagenet --epochs 480 --batch-size 256 -o runs/r18
   torchrun --nproc_per_node 8 -m deepmad train deepmad-r18 --data /data/imagenet --epochs 480 \\
-      --batch-size 2048 --out runs/r18
-  deepmad train deepmad-r18 --data /data/imagenet --out runs/r18 --resume          # continue after a stop
+      --batch-size 2048 -o runs/r18
+  deepmad train deepmad-r18 --data /data/imagenet -o runs/r18 --resume          # continue after a stop
 
 recipe (Section 5.1): SGD momentum 0.9, lr 0.1 per 256 images (scaled by --batch-size, the global batch),
 cosine decay after 5 warm-up epochs (per step), weight decay 5e-4 (CIFAR, builtin) or 4e-5 (image folders),
 none on BN and biases; label smoothing 0.1, mixup, random erasing 0.25, random resized crop (image folders)
 or pad-and-crop (CIFAR), flip, AutoAugment, colour jitter. --recipe basic keeps crop and flip only; --recipe
-none no augmentation; each flag below overrides its recipe default (0 or off switches a part off)."""
+none no augmentation; each flag below overrides its recipe default (0 or off switches a part off).
+Defaults by data (epochs, batch size, lr per 256, recipe): {defaults}.
+
+timm's train.py spellings: --lr-base is --lr here (per 256 images; timm's --lr is the rate itself);
+--mixup-prob is --mixup here (a probability; timm's --mixup is a Beta alpha); --resume PATH works (a run's
+last.pt) as well as the flag; --smoothing, --drop, --drop-path, --reprob, --aa and -j are accepted. timm's
+-b/--batch-size is per process, --batch-size here is global.
+
+exit status: 0 done; 2 bad options or data (one line on stderr, nothing left behind); 143 stopped by SIGTERM,
+130 by SIGINT (Ctrl-C), after writing last.pt (--resume continues it)."""
 
 EPILOG_STUDY = """examples:
   deepmad study rho --budget-of resnet20-cifar --models 65 --data /data/cifar-100-python --epochs 1440 \\
-      --batch-size 256 --out runs/rho-study                                       # Section 5.3 (GPU)
+      --batch-size 256 -o runs/rho-study                                       # Section 5.3 (GPU)
   deepmad study rho --budget-of resnet8-cifar --resolution 16 --models 12 --data builtin:mnist --epochs 2 \\
-      --batch-size 32 --lr 1.6 --recipe basic --out runs/rho-mnist                 # small CPU study
+      --batch-size 32 --lr 1.6 --recipe basic -o runs/rho-mnist                 # small CPU study
 
 Run the same command again to continue a study: finished networks are skipped, an interrupted one resumes."""
 
 
 def require_train() -> None:
-    """Raise a one-line ValueError when torch, kornia or matplotlib cannot be imported."""
+    """Raise a one-line ValueError when torch, kornia, matplotlib or tqdm cannot be imported."""
     try:
         import kornia  # noqa: F401
         import matplotlib  # noqa: F401
         import torch  # noqa: F401
+        import tqdm  # noqa: F401
     except ImportError:
         raise ValueError(TRAIN_MISSING) from None
 
@@ -85,91 +95,158 @@ def _count(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _device(text: str) -> str:
+    from ..train.config import ConfigError, check_device
+
+    try:
+        check_device(text, "device")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+    return text
+
+
+def _by_data(field: str) -> str:
+    """A field's default on each kind of data, e.g. '10 (image folders, CIFAR), 64 (builtin:mnist), ...'."""
+    from ..train.config import DATA_DEFAULTS
+
+    names = {"imagefolder": "image folders", "cifar": "CIFAR"}
+    groups: dict[str, list[str]] = {}
+    for kind, values in DATA_DEFAULTS.items():
+        v = values[field]
+        groups.setdefault(v if isinstance(v, str) else f"{v:g}", []).append(names.get(kind, kind))
+    return ", ".join(f"{v} ({', '.join(kinds)})" for v, kinds in groups.items())
+
+
 def _recipe_flags(p: argparse.ArgumentParser, study: bool = False) -> None:
     """Flags shared by train and study (the study trains every network with them)."""
+    from ..train.config import WARMUP_EPOCHS, default_workers
+
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True,
                    help="image folder (DIR/train, DIR/val or DIR/<class>), CIFAR python folder, builtin:mnist "
-                        "or builtin:digits (bundled, no download)")
+                        "or builtin:digits (bundled, no download); required")
     g.add_argument("--val-split", type=float, help="hold this share of the training images out for validation "
                    "(default: the data's own val/test split; 0.2 for builtin data)")
-    g.add_argument("--subset", type=int, help="train on this many images (a fixed random subset)")
-    g.add_argument("--val-subset", type=int, help="validate on this many images")
+    g.add_argument("--subset", type=int, help="train on this many images, a fixed random subset (default: all)")
+    g.add_argument("--val-subset", type=int, help="validate on this many images (default: all)")
     if not study:
-        g.add_argument("--resolution", type=int, help="input side in pixels (default: the model's)")
-    g.add_argument("--workers", type=int, default=4, help="image decoding processes (image folders; default 4)")
+        g.add_argument("--resolution", type=int, help="input side in pixels (default: the data's for CIFAR and "
+                       "builtin data, whose images have one size; the model's for image folders)")
+    g.add_argument("-j", "--workers", type=int, help="image decoding processes (image folders; default: the "
+                   f"CPUs this process may use, {default_workers()} here)")
 
     g = p.add_argument_group("schedule and optimizer (Section 5.1)")
-    g.add_argument("--epochs", type=int, default=10, help="default 10 (paper: 480 ImageNet, 1440 CIFAR-100)")
-    g.add_argument("--batch-size", type=int, default=256,
-                   help="global images per optimizer step, over all processes and --accum-steps (default 256)")
-    g.add_argument("--lr", type=float, default=0.1, help="learning rate per 256 images (default 0.1)")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    g.add_argument("--epochs", type=int, help=f"default by data: {_by_data('epochs')} (paper: 480 ImageNet, "
+                   f"1440 CIFAR-100)")
+    g.add_argument("--batch-size", type=int,
+                   help="global images per optimizer step, over all processes and --accum-steps (timm's "
+                        f"-b/--batch-size is per process); default by data: {_by_data('batch_size')}")
+    g.add_argument("--lr", "--lr-base", dest="lr", type=float,
+                   help="learning rate per 256 images: the run uses LR x batch size / 256 (timm's --lr-base; "
+                        f"timm's --lr is the rate itself); default by data: {_by_data('lr')}")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (default: off)")
     g.add_argument("--weight-decay", type=float,
                    help="default 5e-4 (CIFAR, builtin) or 4e-5 (image folders, ImageNet)")
-    g.add_argument("--decay-norm-bias", action="store_true", help="also decay BN weights and all biases")
-    g.add_argument("--warmup-epochs", type=float, help="default 5 (a quarter of runs shorter than 20 epochs)")
-    g.add_argument("--min-lr", type=float, default=0.0, help="floor of the cosine decay")
+    g.add_argument("--decay-norm-bias", action="store_true",
+                   help="also decay BN weights and all biases (default: off, no decay on 1-d parameters)")
+    g.add_argument("--warmup-epochs", type=float, help=f"linear warm-up before the cosine decay (default "
+                   f"{WARMUP_EPOCHS:g}; a quarter of runs shorter than {4 * WARMUP_EPOCHS:g} epochs)")
+    g.add_argument("--min-lr", type=float, default=0.0, help="floor of the cosine decay (default 0)")
 
     g = p.add_argument_group("augmentation and regularization (defaults from --recipe)")
-    g.add_argument("--recipe", default="paper", choices=("paper", "basic", "none"),
-                   help="paper: all of Section 5.1 (default); basic: crop and flip; none: no augmentation")
-    g.add_argument("--label-smoothing", type=float, help="paper 0.1")
-    g.add_argument("--mixup", type=float, help="probability a batch is mixed (paper 1.0; 0 = off)")
+    g.add_argument("--recipe", choices=("paper", "basic", "none"),
+                   help="paper: all of Section 5.1; basic: crop and flip; none: no augmentation; default by "
+                        f"data: {_by_data('recipe')}")
+    g.add_argument("--label-smoothing", "--smoothing", dest="label_smoothing", type=float,
+                   help="default: the recipe's (paper 0.1, basic and none 0)")
+    g.add_argument("--mixup", "--mixup-prob", dest="mixup", type=float,
+                   help="probability that a batch is mixed (timm's --mixup-prob; timm's --mixup is the alpha of "
+                        "a Beta draw, here --mixup-lambda sets the weight's range); default: the recipe's "
+                        "(paper 1.0, basic and none 0 = off)")
     g.add_argument("--mixup-lambda", type=_pair, default=(0.0, 0.3),
                    help="range of the per-image mixing weight (default 0,0.3)")
-    g.add_argument("--random-erasing", type=float, help="per-image probability (paper 0.25)")
-    g.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation strength (paper 0.4)")
-    g.add_argument("--autoaugment", choices=("off", "imagenet", "cifar10", "svhn"),
-                   help="AutoAugment policy (paper: imagenet for folders, cifar10 for CIFAR, svhn for digits)")
+    g.add_argument("--random-erasing", "--reprob", dest="random_erasing", type=float,
+                   help="per-image probability (default: the recipe's: paper 0.25, basic and none 0)")
+    g.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation strength (default: the "
+                   "recipe's: paper 0.4, basic and none 0)")
+    g.add_argument("--autoaugment", "--aa", dest="autoaugment", choices=("off", "imagenet", "cifar10", "svhn"),
+                   help="AutoAugment policy (default: the recipe's: paper imagenet for folders, cifar10 for "
+                        "CIFAR, svhn for digits; basic and none off)")
     g.add_argument("--crop", choices=("rrc", "pad", "resize"),
-                   help="rrc: random resized crop (folders); pad: pad 1/8 and random crop (CIFAR); resize")
-    g.add_argument("--min-scale", type=float, default=0.08, help="smallest area of a random resized crop")
-    g.add_argument("--flip", type=_flip, help="horizontal flip probability (default 0.5; 0 for digits)")
-    g.add_argument("--drop-rate", type=float, default=0.0, help="dropout before the classifier")
-    g.add_argument("--drop-path-rate", type=float, default=0.0, help="stochastic depth")
+                   help="rrc: random resized crop; pad: pad 1/8 and random crop; resize (default: the recipe's: "
+                        "paper and basic rrc for folders, pad otherwise; none resize)")
+    g.add_argument("--min-scale", type=float, default=0.08,
+                   help="smallest area of a random resized crop (default 0.08)")
+    g.add_argument("--flip", type=_flip, help="horizontal flip probability (default: 0.5, 0 for digits; recipe "
+                   "none 0)")
+    g.add_argument("--drop-rate", "--drop", dest="drop_rate", type=float, default=0.0,
+                   help="dropout before the classifier (default 0)")
+    g.add_argument("--drop-path-rate", "--drop-path", dest="drop_path_rate", type=float, default=0.0,
+                   help="stochastic depth (default 0)")
 
     g = p.add_argument_group("scale and reproducibility")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and augmentation "
+                   "(default 0)")
+    g.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step (default 1)")
+    g.add_argument("--device", default="auto", type=_device,
+                   help="auto, cpu, cuda or cuda:N (default auto: cuda if there is a GPU; under torchrun, give "
+                        "cuda: each process takes GPU LOCAL_RANK)")
     g.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
-                   help="mixed precision (auto: bf16 on GPU, off on CPU)")
+                   help="mixed precision (default auto: bf16 on GPU, off on CPU)")
     g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
-                   help="NHWC memory format (auto: on GPU)")
-    g.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (slower)")
+                   help="NHWC memory format (default auto: on GPU)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels, slower (default: off; CPU runs are deterministic anyway)")
     g.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default 1)")
     g.add_argument("--eval-batch-size", type=int, help="per process (default: twice the training micro-batch)")
-    g.add_argument("--log-every", type=int, default=50, help="optimizer steps between metrics.jsonl records")
+    g.add_argument("--log-every", type=int, default=50,
+                   help="optimizer steps between metrics.jsonl records (default 50)")
     g.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
-                   help="auto: a live line on a terminal, one line per epoch otherwise")
+                   help="progress bars on stderr (default auto: on a terminal; otherwise a line at most once a "
+                        "minute); off: as --quiet")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing on stderr but errors (default: off)")
 
 
 def add_commands(sub) -> None:
+    from ..train.config import DATA_DEFAULTS
+
     fmt = argparse.RawDescriptionHelpFormatter
+    defaults = "; ".join(f"{k} {v['epochs']}, {v['batch_size']}, {v['lr']:g}, {v['recipe']}"
+                         for k, v in DATA_DEFAULTS.items())
     t = sub.add_parser("train", help="train a designed (or reference) network with the Section 5.1 recipe",
-                       epilog=EPILOG_TRAIN, formatter_class=fmt)
+                       epilog=EPILOG_TRAIN.format(defaults=defaults), formatter_class=fmt)
     t.add_argument("model", metavar="MODEL", help="preset or reference name (deepmad-r18, resnet50, ...) or spec "
                    "file (.yaml, .yml, .json)")
     _recipe_flags(t)
-    t.add_argument("--out", help="run directory (default runs/<model>)")
+    t.add_argument("-o", "--output", "--out", dest="out", metavar="DIR",
+                   help="run directory (default runs/<model>; --out is the older spelling)")
     r = t.add_mutually_exclusive_group()
-    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue the run in --output from its last.pt; or give that checkpoint, as timm's "
+                        "--resume PATH (RUN/last.pt continues RUN) (default: off)")
     r.add_argument("--auto-resume", action="store_true",
-                   help="continue the run in --out if it has a last.pt, else start it (for requeued jobs)")
-    t.add_argument("--force", action="store_true", help="start over in an --out that already holds a run")
-    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+                   help="continue the run in --output if it has a last.pt, else start it, for requeued jobs "
+                        "(default: off)")
+    t.add_argument("--force", action="store_true",
+                   help="start over in an --output that already holds a run (default: off)")
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON object (default: off)")
 
     e = sub.add_parser("eval", help="top-1 / top-5 of a training checkpoint on a dataset")
     e.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by deepmad train (best.pt, last.pt)")
     e.add_argument("--data", help="image folder, its val/ split, CIFAR folder or builtin:NAME (default: the "
                    "run's own validation split)")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--workers", type=int, default=4)
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    e.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
-    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    e.add_argument("-j", "--workers", type=int, help="image decoding processes (image folders; default: the CPUs "
+                   "this process may use)")
+    e.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda or cuda:N (default auto)")
+    e.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+                   help="mixed precision (default auto: bf16 on GPU, off on CPU)")
+    e.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
+                   help="progress bar on stderr (default auto: on a terminal)")
+    e.add_argument("-q", "--quiet", action="store_true", help="print nothing on stderr but errors (default: off)")
+    e.add_argument("--json", action="store_true", help="print one JSON object (default: off)")
 
     s = sub.add_parser("study", help="Section 5.3: accuracy and entropy vs effectiveness rho at a fixed budget",
                        epilog=EPILOG_STUDY, formatter_class=fmt)
@@ -178,22 +255,28 @@ def add_commands(sub) -> None:
     g.add_argument("--budget-of", default=None,
                    help="network whose FLOPs/params are the budget: resnet20-cifar (default), resnet32-cifar, "
                         "..., a reference or preset name, or a spec file")
-    g.add_argument("--flops", type=_count, help="FLOPs (multiply-accumulates) budget instead, e.g. 40M")
-    g.add_argument("--params", type=_count, help="params budget instead, e.g. 0.27M")
-    g.add_argument("--models", type=int, default=65, help="networks to design and train (paper: 65)")
-    g.add_argument("--block", default="basic", choices=("basic", "bottleneck"))
-    g.add_argument("--rho-range", type=_pair, default=(0.1, 1.0), help="targets spread over LOW,HIGH (0.1,1.0)")
+    g.add_argument("--flops", type=_count, help="FLOPs (multiply-accumulates) budget instead, e.g. 40M "
+                   "(default: --budget-of's)")
+    g.add_argument("--params", type=_count, help="params budget instead, e.g. 0.27M (default: --budget-of's)")
+    g.add_argument("--models", type=int, default=65, help="networks to design and train (default 65, the paper's)")
+    g.add_argument("--block", default="basic", choices=("basic", "bottleneck"), help="block family (default basic)")
+    g.add_argument("--rho-range", type=_pair, default=(0.1, 1.0),
+                   help="targets spread over LOW,HIGH (default 0.1,1.0)")
     g.add_argument("--groups", type=_floats, default=(0.1, 0.5, 1.0),
-                   help="centres of the rho groups for Kendall tau (0.1,0.5,1.0)")
-    g.add_argument("--group-width", type=float, default=0.1, help="a group holds |rho - centre| <= this (0.1)")
-    g.add_argument("--resolution", type=int, default=32, help="input side (default 32)")
+                   help="centres of the rho groups for Kendall tau (default 0.1,0.5,1.0)")
+    g.add_argument("--group-width", type=float, default=0.1,
+                   help="a group holds |rho - centre| <= this (default 0.1)")
+    g.add_argument("--resolution", type=int, default=32,
+                   help="input side the networks are designed and trained at (default 32)")
     g.add_argument("--kernels", type=_ints, default=(3,), help="kernel choices (default 3)")
-    g.add_argument("--max-depth", type=int, default=30)
-    g.add_argument("--max-channels", type=int, default=512)
-    g.add_argument("--solver", default="lns", choices=("lns", "evolution"))
+    g.add_argument("--max-depth", type=int, default=30, help="most blocks per stage (default 30)")
+    g.add_argument("--max-channels", type=int, default=512, help="most channels of a stage (default 512)")
+    g.add_argument("--solver", default="lns", choices=("lns", "evolution"),
+                   help="search of the designs (default lns)")
     _recipe_flags(s, study=True)
-    s.add_argument("--out", required=True, help="study directory (designs, one run per network, results)")
-    s.add_argument("--json", action="store_true", help="print the results as JSON")
+    s.add_argument("-o", "--output", "--out", dest="out", required=True, metavar="DIR",
+                   help="study directory (designs, one run per network, results); required")
+    s.add_argument("--json", action="store_true", help="print the results as one JSON object (default: off)")
 
 
 def _train_config(args, model: str, out: str):
@@ -211,7 +294,8 @@ def _train_config(args, model: str, out: str):
         val_split=args.val_split, subset=args.subset, val_subset=args.val_subset, seed=args.seed,
         accum_steps=args.accum_steps, workers=args.workers, device=args.device, amp=args.amp,
         channels_last=args.channels_last, deterministic=args.deterministic, eval_every=args.eval_every,
-        eval_batch_size=args.eval_batch_size, log_every=args.log_every, progress=args.progress)
+        eval_batch_size=args.eval_batch_size, log_every=args.log_every,
+        progress="off" if args.quiet else args.progress)
 
 
 def _default_out(model: str) -> str:
@@ -222,33 +306,59 @@ def _default_out(model: str) -> str:
     return os.path.join("runs", base or "run")
 
 
+def _resume_target(args) -> tuple[str, bool | str]:
+    """(run directory, resume) from --output, --resume [CKPT] and --auto-resume."""
+    out = args.out
+    if args.auto_resume:
+        return out or _default_out(args.model), "auto"
+    if isinstance(args.resume, str):  # timm's --resume PATH: a run's checkpoint (or the run directory)
+        path = args.resume
+        run = path if os.path.isdir(path) else os.path.dirname(path) or "."
+        if not os.path.isdir(path) and os.path.basename(path) != "last.pt":
+            raise ValueError(f"--resume {path}: expected a run's last.pt (or its run directory); a run continues "
+                             f"from its last.pt, best.pt is for evaluation and export")
+        if out and os.path.abspath(out) != os.path.abspath(run):
+            raise ValueError(f"--resume {path}: is not in --output {out}; give one of them")
+        return run, True
+    return out or _default_out(args.model), bool(args.resume)
+
+
 def _train(args) -> str:
     from ..train.config import check
 
-    cfg = _train_config(args, args.model, args.out or _default_out(args.model))
+    from . import Exit
+
+    out, resume = _resume_target(args)
+    cfg = _train_config(args, args.model, out)
     check(cfg)  # bad flags fail before torch is imported
     require_train()
     from ..train.engine import train
 
-    resume = "auto" if args.auto_resume else bool(args.resume)
     r = train(cfg, resume=resume, force=args.force)
     if not r.main:
+        if r.signal:
+            raise Exit(128 + r.signal)
         return ""
     if args.json:
-        return json.dumps({"out": r.out, "epochs": r.epochs_done, "steps": r.step, "best_top1": r.best_top1,
+        text = json.dumps({"out": r.out, "epochs": r.epochs_done, "steps": r.step, "best_top1": r.best_top1,
                            "best_epoch": r.best_epoch, "last": r.last, "interrupted": r.interrupted,
-                           "img_per_s": r.img_per_s, "seconds": r.seconds, "params": r.params}, indent=2) + "\n"
-    if r.interrupted:
-        return (f"stopped after {r.step} steps; checkpoint {r.out}/last.pt; continue with the same command and "
-                f"--resume\n")
-    lines = [f"trained {cfg.model} ({r.params:,} params) for {r.epochs_done} epochs ({r.step} steps) in "
-             f"{r.seconds:.1f} s, {r.img_per_s:,.0f} img/s"]
-    if r.best_top1 is not None:
-        last = r.last or {}
-        lines.append(f"best val top-1 {100 * r.best_top1:.2f}% (epoch {r.best_epoch}); last epoch top-1 "
-                     f"{100 * last.get('val_top1', float('nan')):.2f}% top-5 {100 * last.get('val_top5', float('nan')):.2f}%")
-    lines.append(f"run directory {r.out}: best.pt, last.pt, metrics.jsonl, curves.png, summary.json")
-    return "\n".join(lines) + "\n"
+                           "signal": r.signal, "resolution": r.resolution, "img_per_s": r.img_per_s,
+                           "seconds": r.seconds, "params": r.params}, indent=2) + "\n"
+    elif r.interrupted:
+        text = ""  # the stop was reported on stderr
+    else:
+        lines = [f"trained {cfg.model} ({r.params:,} params) at {r.resolution} px for {r.epochs_done} epochs "
+                 f"({r.step} steps) in {r.seconds:.1f} s, {r.img_per_s:,.0f} img/s"]
+        if r.best_top1 is not None:
+            last = r.last or {}
+            lines.append(f"best val top-1 {100 * r.best_top1:.2f}% (epoch {r.best_epoch}); last epoch top-1 "
+                         f"{100 * last.get('val_top1', float('nan')):.2f}% top-5 "
+                         f"{100 * last.get('val_top5', float('nan')):.2f}%")
+        lines.append(f"run directory {r.out}: best.pt, last.pt, metrics.jsonl, curves.png, summary.json")
+        text = "\n".join(lines) + "\n"
+    if r.signal:
+        raise Exit(128 + r.signal, out=text)
+    return text
 
 
 def _eval(args) -> str:
@@ -258,7 +368,7 @@ def _eval(args) -> str:
     from ..train.engine import evaluate_checkpoint
 
     ev = evaluate_checkpoint(args.checkpoint, args.data, batch_size=args.batch_size, device=args.device,
-                             workers=args.workers, amp=args.amp)
+                             workers=args.workers, amp=args.amp, progress="off" if args.quiet else args.progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return ""
     if args.json:
@@ -284,15 +394,21 @@ def _study(args) -> str:
     require_train()
     from ..train.study import run_study
 
-    log = None if args.progress == "off" else (lambda s: print(s, file=sys.stderr, flush=True))
+    log = None if args.progress == "off" or args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     res = run_study(sc, log=log)
+    from . import Exit
+
     if int(os.environ.get("RANK", "0")) != 0:
+        if res.signal:
+            raise Exit(128 + res.signal)
         return ""
     if args.json:
         return json.dumps({"out": res.out, "budget": res.budget, "rows": res.rows, "kendall": res.taus,
                            "complete": res.complete}, indent=2) + "\n"
     tail = (f"table: {res.out}/results.csv, results.json; plot: {res.out}/study.png\n" if res.complete else
             f"stopped before every network was trained; run the same command to continue\n")
+    if res.signal:
+        raise Exit(128 + res.signal, out=res.text + tail)
     return res.text + tail
 
 

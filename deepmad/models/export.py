@@ -9,10 +9,17 @@ Every file is written to a temporary file in the destination directory, checked,
 place with ``os.replace``: a failed export or a failed check leaves no file behind, and an existing file is
 kept unless ``force=True``. The check runs the exported file (onnxruntime for ONNX, when installed;
 ``torch.jit.load`` for TorchScript) on fixed random inputs at batch 1 and 3 (and, with ``dynamic_hw``, at a
-second, non-square size) and requires every output to equal PyTorch's within ``ATOL``.
+second, non-square size) and requires every output to equal PyTorch's within ``RTOL`` of the output's scale
+(its largest magnitude), and a classifier's argmax to agree on every input row.
+
+A check is only as good as the weights it runs with: a freshly built model has its last BatchNorm of every
+residual branch at zero and logits of a few hundredths, so a wrong layer can hide below any tolerance.
+``randomize_`` gives a model random weights and BatchNorm statistics of order one; ``deepmad export``
+applies it unless it exports a trained checkpoint (``--checkpoint``).
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -27,7 +34,7 @@ EXPORT_MISSING = "ONNX export needs the onnx package: pip install 'deepmad[expor
 ORT_MISSING = "onnxruntime is not installed (pip install 'deepmad[export]')"
 DEFAULT_OPSET = 17
 OPSETS = range(9, 21)  # opsets the TorchScript-based exporter of torch 2.13 writes
-ATOL = 1e-4  # largest |exported - PyTorch| accepted, element-wise
+RTOL = 1e-4  # largest |exported - PyTorch| accepted, relative to the largest |PyTorch| of the output
 INPUT_NAME = "input"
 
 
@@ -42,11 +49,19 @@ class Check:
     batch: int
     height: int
     width: int
-    max_abs_diff: float  # over all outputs
+    max_abs_diff: float  # largest |exported - PyTorch| over all outputs
+    rel_diff: float  # the largest, over the outputs, of max |exported - PyTorch| / max |PyTorch|
+    argmax_agree: int | None = None  # rows whose class (argmax) is the same; None: no classifier output
+    rows: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= ATOL
+        return self.rel_diff <= RTOL and (self.argmax_agree is None or self.argmax_agree == self.rows)
+
+    def describe(self) -> str:
+        am = f"; argmax agrees on {self.argmax_agree}/{self.rows}" if self.argmax_agree is not None else ""
+        return (f"max |diff| {self.max_abs_diff:.2e}, {self.rel_diff:.1e} of the output's scale (<= {RTOL:g}"
+                f"){am}: {'ok' if self.ok else 'FAILED'}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ class ExportResult:
             lines.append(f"  parity check skipped: {self.checker}")
         for c in self.checks:
             lines.append(f"  check {self.checker} vs PyTorch, input {c.batch}x{self.in_chans}x{c.height}x{c.width}: "
-                         f"max |diff| {c.max_abs_diff:.2e} <= {ATOL:g}: {'ok' if c.ok else 'FAILED'}")
+                         f"{c.describe()}")
         return "\n".join(lines)
 
 
@@ -198,25 +213,74 @@ class _Eval:
         return False
 
 
-def _max_diff(expected: Sequence[torch.Tensor], got: Sequence[Any], names: Sequence[str]) -> float:
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give model random weights and BatchNorm statistics of order one, in place (seeded), so that every layer
+    shows in its outputs: convolutions and linear layers He-normal with small random biases, BatchNorm
+    running means N(0, 0.1^2), variances and scales U(0.5, 1.5) (U(0.1, 0.4) for the last scale of a residual
+    branch), shifts N(0, 0.1^2). Returns model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                w = m.weight
+                w.copy_(torch.randn(w.shape, generator=g) * (2.0 / max(w[0].numel(), 1)) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                if m.running_mean is not None:
+                    m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                    m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                if m.affine:
+                    m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                    m.bias.copy_(0.1 * torch.randn(n, generator=g))
+        # the last BN of a residual branch (the one zero_init_last zeroes) at U(0.1, 0.4): each branch still
+        # counts, and the sum over dozens of blocks stays of order one instead of doubling per block
+        for m in model.modules():
+            if hasattr(m, "zero_init_last"):
+                bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.affine]
+                m.zero_init_last()
+                for b in bns:
+                    if not b.weight.any():
+                        b.weight.copy_(0.1 + 0.3 * torch.rand(b.num_features, generator=g))
+    return model
+
+
+def compare(expected: Sequence[torch.Tensor], got: Sequence[Any], names: Sequence[str], batch: int, height: int,
+            width: int) -> Check:
+    """The check of one input: largest absolute and relative difference over the outputs, argmax of logits."""
     if len(got) != len(expected):
         raise ExportError(f"check: the exported file returns {len(got)} outputs, PyTorch {len(expected)}")
-    worst = 0.0
+    worst, rel, agree, rows = 0.0, 0.0, None, 0
     for name, e, g in zip(names, expected, got):
-        g = torch.as_tensor(g)
+        g = torch.as_tensor(g).float().cpu()
+        e = e.float().cpu()
         if tuple(g.shape) != tuple(e.shape):
             raise ExportError(f"check: output {name} has shape {tuple(g.shape)} in the exported file, "
                               f"{tuple(e.shape)} in PyTorch")
-        worst = max(worst, float((g.float().cpu() - e.float().cpu()).abs().max()) if e.numel() else 0.0)
-    return worst
+        if not e.numel():
+            continue
+        if not torch.isfinite(g).all():
+            return Check(batch, height, width, math.inf, math.inf, 0 if e.ndim == 2 else None, e.shape[0])
+        diff = float((g - e).abs().max())
+        scale = float(e.abs().max())
+        worst = max(worst, diff)
+        rel = max(rel, diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf))
+        if name == "logits" and e.ndim == 2 and e.shape[1] > 1:
+            # a row agrees when the exported argmax is PyTorch's, or ties with it within the tolerance
+            top = e.max(dim=1).values
+            at = e.gather(1, g.argmax(dim=1, keepdim=True)).squeeze(1)
+            agree = int((at >= top - 2 * RTOL * max(scale, 1e-12)).sum())
+            rows = e.shape[0]
+    return Check(batch, height, width, worst, rel, agree, rows)
 
 
 def _require_ok(checks: Sequence[Check], fmt: str) -> None:
     bad = [c for c in checks if not c.ok]
     if bad:
         c = bad[0]
-        raise ExportError(f"check: the {fmt} file differs from PyTorch by {c.max_abs_diff:.3g} > {ATOL:g} at "
-                          f"input {c.batch}x{c.height}x{c.width}; nothing was written")
+        raise ExportError(f"check: the {fmt} file differs from PyTorch at input {c.batch}x{c.height}x{c.width}: "
+                          f"{c.describe()}; nothing was written")
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
@@ -236,13 +300,15 @@ def _reference(model: nn.Module, resolution: int | None, in_chans: int | None, d
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | None = None, *,
                 dynamic_hw: bool = False, opset: int = DEFAULT_OPSET, in_chans: int | None = None,
-                force: bool = False, verify: bool = True) -> ExportResult:
+                force: bool = False, verify: bool = True,
+                log: Callable[[str], None] | None = None) -> ExportResult:
     """Write model as an ONNX file with a dynamic batch axis (and dynamic H, W with dynamic_hw).
 
     resolution: side of the example input (default: the spec's). The file is checked with
     ``onnx.checker`` and, when onnxruntime is installed and verify is set, run against PyTorch (see the
-    module docstring); it is written only if the check passes.
+    module docstring); it is written only if the check passes. log(text) receives a status line per phase.
     """
+    say = log or (lambda text: None)
     try:
         import onnx
     except ImportError:
@@ -250,6 +316,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
         raise ExportError(f"opset: expected an integer in {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
     dest = check_path(path, force)
+    say(f"{dest}: running the model in PyTorch on the check inputs")
     resolution, in_chans, device, example, inputs, names, expected = _reference(model, resolution, in_chans,
                                                                                  dynamic_hw)
 
@@ -260,6 +327,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
             axes[name].update({2: f"{name}_height", 3: f"{name}_width"})
 
     def write(tmp: str) -> None:
+        say(f"{dest}: exporting (ONNX opset {opset}, TorchScript-based exporter)")
         with _Eval(model):
             try:
                 torch.onnx.export(model, (example.to(device),), tmp, dynamo=False, input_names=[INPUT_NAME],
@@ -280,6 +348,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
         except ImportError:
             return ORT_MISSING, ()
         checks = []
+        say(f"{dest}: checking with onnxruntime {ort.__version__} on {len(inputs)} inputs")
         try:
             session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
             runs = [session.run(names, {INPUT_NAME: x.numpy()}) for x in inputs]
@@ -287,7 +356,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
             raise ExportError(f"check: onnxruntime cannot run the exported file: "
                               f"{' '.join(str(e).split())[:300]}; nothing was written") from None
         for x, e, got in zip(inputs, expected, runs):
-            checks.append(Check(x.shape[0], x.shape[2], x.shape[3], _max_diff(e, got, names)))
+            checks.append(compare(e, got, names, x.shape[0], x.shape[2], x.shape[3]))
         _require_ok(checks, "ONNX")
         return f"onnxruntime {ort.__version__}", tuple(checks)
 
@@ -299,14 +368,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, resolution: int | Non
 # ---------------------------------------------------------------------------------------------- TorchScript
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike, resolution: int | None = None, *,
-                       in_chans: int | None = None, force: bool = False) -> ExportResult:
+                       in_chans: int | None = None, force: bool = False,
+                       log: Callable[[str], None] | None = None) -> ExportResult:
     """Write ``torch.jit.trace(model)`` (eval mode) with ``torch.jit.save``; the saved file is loaded back
     with ``torch.jit.load`` and must equal the model at batch 1 and 3 before it is published. The traced
-    graph works at any batch size; other input sides are not checked (a trace records one forward)."""
+    graph works at any batch size; other input sides are not checked (a trace records one forward).
+    log(text) receives a status line per phase."""
+    say = log or (lambda text: None)
     dest = check_path(path, force)
+    say(f"{dest}: running the model in PyTorch on the check inputs")
     resolution, in_chans, device, example, inputs, names, expected = _reference(model, resolution, in_chans, False)
 
     def write(tmp: str) -> None:
+        say(f"{dest}: tracing (torch.jit.trace) and saving")
         with _Eval(model):
             try:
                 traced = torch.jit.trace(model, example.to(device), strict=False, check_trace=False)
@@ -315,11 +389,11 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, resolution: in
             torch.jit.save(traced, tmp)
 
     def check(tmp: str) -> tuple[Check, ...]:
+        say(f"{dest}: checking with torch.jit.load on {len(inputs)} inputs")
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             loaded = torch.jit.load(tmp, map_location=device)
-            checks = tuple(Check(x.shape[0], x.shape[2], x.shape[3],
-                                 _max_diff(e, _outputs(loaded(x.to(device))), names))
+            checks = tuple(compare(e, _outputs(loaded(x.to(device))), names, x.shape[0], x.shape[2], x.shape[3])
                            for x, e in zip(inputs, expected))
         _require_ok(checks, "TorchScript")
         return checks
@@ -330,4 +404,4 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, resolution: in
 
 
 __all__ = ["export_onnx", "export_torchscript", "check_path", "check_inputs", "output_names", "ExportResult",
-           "Check", "ExportError", "ATOL", "DEFAULT_OPSET", "OPSETS"]
+           "Check", "ExportError", "RTOL", "DEFAULT_OPSET", "OPSETS", "randomize_", "compare"]

@@ -36,6 +36,11 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n, _key(pattern))]
 
 
+def is_preset(name: object) -> bool:
+    """Whether name is a preset's (which create_model designs on first use, a second or so)."""
+    return isinstance(name, str) and _NAMES.get(_key(name)) in PRESETS
+
+
 @functools.lru_cache(maxsize=None)
 def preset_spec(name: str) -> Spec:
     """The design of preset name (what ``deepmad design --preset name`` prints), solved once per process."""
@@ -98,4 +103,4 @@ def create_model(name_or_spec: str | os.PathLike | Spec, *, num_classes: int | N
                       drop_path_rate=drop_path_rate, features_only=features_only, out_indices=out_indices)
 
 
-__all__ = ["create_model", "list_models", "resolve_spec", "preset_spec", "SPEC_SUFFIXES"]
+__all__ = ["create_model", "list_models", "resolve_spec", "preset_spec", "is_preset", "SPEC_SUFFIXES"]

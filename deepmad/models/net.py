@@ -33,6 +33,30 @@ from .blocks import BasicBlock, Bottleneck, InvertedResidual
 from .layers import ConvBNAct
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # as deepmad.train.data
+CROP_PCT = 0.875  # evaluation: center crop of 224 from 256, as deepmad.train.data
+
+
+def pretrained_cfg(resolution: int, in_chans: int = 3, num_classes: int = 1000, architecture: str = "",
+                   pool_size: int | None = None) -> dict[str, Any]:
+    """timm's model configuration (``model.pretrained_cfg``, what ``timm.data.resolve_data_config`` reads):
+    the input size, and the preprocessing deepmad train uses for image folders (ImageNet mean and std,
+    bilinear resize, center crop of 0.875). There are no pretrained weights (no url, no file)."""
+    if in_chans == 3:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:  # the channel average of the ImageNet statistics, for gray or other channel counts
+        mean, std = (round(sum(IMAGENET_MEAN) / 3, 4),) * in_chans, (round(sum(IMAGENET_STD) / 3, 4),) * in_chans
+    cfg: dict[str, Any] = {
+        "url": "", "architecture": architecture, "tag": "", "custom_load": False,
+        "input_size": (in_chans, resolution, resolution), "fixed_input_size": False, "interpolation": "bilinear",
+        "crop_pct": CROP_PCT, "crop_mode": "center", "mean": mean, "std": std, "num_classes": num_classes,
+        "first_conv": "stem.conv", "classifier": "classifier", "license": "",
+        "notes": ("no pretrained weights: a deepmad design is trained from scratch",)}
+    if pool_size is not None:
+        cfg["pool_size"] = (pool_size, pool_size)
+    return cfg
+
+
 class FeatureInfo(list):
     """A list of dicts ``{"num_chs", "reduction", "module", "index"}``, one per feature level, with timm's
     accessors: ``channels()``, ``reduction()``, ``module_name()`` (each a list, or one value for ``idx``)."""
@@ -172,9 +196,14 @@ class DeepMADNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self._taps = [f["module"] for f in self.feature_info]
 
+        self.grad_checkpointing = False
+        last = self.feature_info[-1]["reduction"] if features_only else feature_levels(spec)[-1]["reduction"]
+        self.pretrained_cfg = pretrained_cfg(spec.resolution, ic, nc if not features_only else 0,
+                                             (spec.name or "deepmad").replace("-", "_"),
+                                             -(-spec.resolution // last))
         if not features_only:
             self.head = ConvBNAct(c, spec.head, 1, act=act) if spec.head is not None else nn.Identity()
-            self.num_features = spec.head if spec.head is not None else c
+            self.num_features = self.head_hidden_size = spec.head if spec.head is not None else c
             self.num_classes = nc
             self.global_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
             self.drop = nn.Dropout(self.drop_rate)
@@ -204,10 +233,20 @@ class DeepMADNet(nn.Module):
 
     # ------------------------------------------------------------------------------------------ forward
 
+    def _stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One stage; with gradient checkpointing (``set_grad_checkpointing``), its activations are not kept
+        for the backward pass but recomputed there (the random draws of dropout and stochastic depth too)."""
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv, if any), before pooling."""
         x = self.stem_pool(self.stem(x))
-        x = self.stages(x)
+        for stage in self.stages:
+            x = self._stage(stage, x)
         return x if self.features_only else self.head(x)
 
     def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -217,7 +256,7 @@ class DeepMADNet(nn.Module):
         maps["stem"] = x
         x = self.stem_pool(x)
         for i, stage in enumerate(self.stages):
-            x = stage(x)
+            x = self._stage(stage, x)
             maps[f"stages.{i}"] = x
         return [maps[m] for m in self._taps]
 
@@ -235,13 +274,39 @@ class DeepMADNet(nn.Module):
 
     # ------------------------------------------------------------------------------------------ timm API
 
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name of ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: dict[str, Any]) -> None:
+        self.pretrained_cfg = cfg
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint stage by stage (timm's API): less memory for activations, one more forward pass of each
+        stage during the backward pass. Gradients are the same as without it."""
+        self.grad_checkpointing = bool(enable)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """timm's parameter groups (layer-wise lr decay): the stem, then each stage (coarse) or each block;
+        the head conv and the classifier are the last group (timm's rule for unmatched names)."""
+        return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)"}
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names timm's optimizer factory exempts from weight decay besides the 1-d ones: none."""
+        return set()
+
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier of num_classes outputs (0: none), initialized as in ``init_weights``."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier of num_classes outputs (0: none), initialized as in ``init_weights``; global_pool
+        (timm's argument) can only be "avg" (or None), the pooling these models have."""
         if self.features_only:
             raise RuntimeError("reset_classifier: a features_only backbone has no classifier")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool: a deepmad model pools by average ('avg'), got {global_pool!r}")
         nc = _check_int(num_classes, "num_classes", 0)
         self.classifier = nn.Linear(self.num_features, nc) if nc else nn.Identity()
         if nc:
@@ -249,6 +314,7 @@ class DeepMADNet(nn.Module):
             nn.init.zeros_(self.classifier.bias)
         self.num_classes = nc
         self.spec = replace(self.spec, num_classes=nc)
+        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": nc}
 
 
 def make_block(s, c_in: int, stride: int, act: str, drop_path: float = 0.0) -> nn.Module:
@@ -264,4 +330,4 @@ def make_block(s, c_in: int, stride: int, act: str, drop_path: float = 0.0) -> n
     raise SpecError(f"block: expected one of basic, bottleneck, mbconv, got {s.block!r}")
 
 
-__all__ = ["DeepMADNet", "FeatureInfo", "feature_levels", "make_block"]
+__all__ = ["DeepMADNet", "FeatureInfo", "feature_levels", "make_block", "pretrained_cfg"]

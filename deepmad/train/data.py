@@ -192,15 +192,25 @@ def _scan_folder(root: Path, what: str) -> tuple[list[str], list[str], np.ndarra
         raise DataError(f"--data {what}: {root} has no class subdirectories (expected {root}/<class>/<image>)")
     files, labels = [], []
     for i, c in enumerate(classes):
+        n = len(files)
         for dirpath, dirnames, filenames in os.walk(root / c, followlinks=True):
             dirnames.sort()
             for f in sorted(filenames):
                 if f.lower().endswith(IMAGE_EXTENSIONS):
                     files.append(os.path.join(dirpath, f))
                     labels.append(i)
-    if not files:
-        raise DataError(f"--data {what}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<class>/")
+        if len(files) == n:
+            raise DataError(f"--data {what}: class folder {root / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                            f"remove it or add its images")
     return classes, files, np.asarray(labels, dtype=np.int64)
+
+
+def _two_classes(data: str, where: Path | str, classes: list[str], num_classes: int) -> None:
+    """A classifier is trained on 2 classes or more."""
+    if num_classes < 2:
+        which = f" ({classes[0]!r})" if classes else ""
+        raise DataError(f"--data {data}: {where} holds {num_classes} class{which}; a classifier needs at least 2 "
+                        f"(one folder per class: {where}/<class>/<image>)")
 
 
 def stratified_split(labels: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +263,7 @@ def open_data(data: str, *, val_split: float, resolution: int, subset: int | Non
                 classes, files, labels = vclasses, [], np.zeros(0, np.int64)
             else:
                 classes, files, labels = _scan_folder(root / "train", data)
+                _two_classes(data, root / "train", classes, len(classes))
                 if vclasses != classes:
                     extra = sorted(set(vclasses) ^ set(classes))
                     raise DataError(f"--data {data}: train/ and val/ hold different classes (e.g. {extra[0]!r})")
@@ -260,6 +271,8 @@ def open_data(data: str, *, val_split: float, resolution: int, subset: int | Non
         else:
             base = root / "train" if heldout else root
             classes, files, labels = _scan_folder(base, data)
+            if split != "eval":
+                _two_classes(data, base, classes, len(classes))
             share = val_split if val_split else 0.0
             tr, va = stratified_split(labels, share) if share else (np.arange(len(labels)), np.zeros(0, np.int64))
             whole = Split(labels, files=files)
@@ -273,6 +286,7 @@ def open_data(data: str, *, val_split: float, resolution: int, subset: int | Non
             name = data
             xtr, ytr = _read_builtin(data.split(":", 1)[1])
             xte, yte = xtr[:0], ytr[:0]
+            classes = [str(i) for i in range(10)]  # the digits
         if val_split or not heldout:
             if not val_split:
                 raise DataError(f"--data {data}: has no val/test split of its own; give --val-split (e.g. 0.2)")
@@ -283,6 +297,8 @@ def open_data(data: str, *, val_split: float, resolution: int, subset: int | Non
         else:
             train, val = Split(ytr, images=xtr), Split(yte, images=xte)
         num_classes = int(max(ytr.max(), yte.max() if len(yte) else 0)) + 1
+        if split != "eval":
+            _two_classes(data, data, classes, len(np.unique(ytr)))
         channels, size = int(xtr.shape[1]), int(xtr.shape[2])
         mean, std = _stats(train.images)
     if len(val) == 0:
@@ -344,6 +360,14 @@ def read_image(path: str, size: int):
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+class _Failed:
+    """What a worker returns instead of a batch when an image cannot be read: the one-line reason (raised
+    as a DataError in the main process, so no worker traceback reaches the user)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class _Files:
     """Map-style dataset over image files (used by DataLoader workers)."""
 
@@ -354,7 +378,30 @@ class _Files:
         return len(self.files)
 
     def __getitem__(self, i: int):
-        return read_image(self.files[i], self.size), int(self.labels[i])
+        try:
+            return read_image(self.files[i], self.size), int(self.labels[i])
+        except DataError as e:
+            return _Failed(str(e))
+        except Exception as e:  # noqa: BLE001 - any failure to decode a file is that file's error
+            return _Failed(f"{self.files[i]}: cannot read image ({type(e).__name__}: {' '.join(str(e).split())})")
+
+
+def _collate(items):
+    for it in items:
+        if isinstance(it, _Failed):
+            return it
+    from torch.utils.data import default_collate
+
+    return default_collate(items)
+
+
+def _worker_init(worker_id: int) -> None:
+    """Workers leave SIGINT and SIGTERM to the main process, which stops the run cleanly (a Ctrl-C reaches the
+    whole process group) and shuts the workers down itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def batches(split: Split, index_batches: Sequence[np.ndarray], *, size: int = 0, workers: int = 0,
@@ -362,7 +409,8 @@ def batches(split: Split, index_batches: Sequence[np.ndarray], *, size: int = 0,
     """Yield (uint8 images, int64 labels) CPU tensors for each batch of indices, in order.
 
     No global random state is touched (the DataLoader gets its own generator), so loading never changes
-    what the augmentation draws."""
+    what the augmentation draws. An image that cannot be decoded raises DataError naming its file, whatever
+    the number of workers."""
     import torch
 
     if split.images is not None:
@@ -371,13 +419,29 @@ def batches(split: Split, index_batches: Sequence[np.ndarray], *, size: int = 0,
             t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(dev)
             yield split.images[t], torch.from_numpy(split.labels[np.asarray(idx)])
         return
+    import warnings
+
     from torch.utils.data import DataLoader
 
     ds = _Files(split.files, split.labels, size)
-    loader = DataLoader(ds, batch_sampler=[list(map(int, b)) for b in index_batches], num_workers=workers,
-                        pin_memory=pin, generator=torch.Generator().manual_seed(0),
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
-    yield from loader
+    with warnings.catch_warnings():
+        # torch warns when the workers outnumber its guess of the usable CPUs; --workers is the user's choice
+        warnings.filterwarnings("ignore", message=".*DataLoader will create .* worker process")
+        loader = DataLoader(ds, batch_sampler=[list(map(int, b)) for b in index_batches], num_workers=workers,
+                            collate_fn=_collate, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+                            prefetch_factor=4 if workers else None, persistent_workers=False,
+                            worker_init_fn=_worker_init if workers else None)
+        it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as e:  # a worker that died (killed for memory, ...)
+            raise DataError(f"image loading failed: {' '.join(str(e).split())[:300]}") from None
+        if isinstance(batch, _Failed):
+            raise DataError(batch.message)
+        yield batch
 
 
 __all__ = ["Data", "Split", "DataError", "open_data", "source_kind", "epoch_batches", "micro_batches", "shard",

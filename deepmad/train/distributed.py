@@ -44,17 +44,25 @@ def _env_int(name: str, default: int) -> int:
 
 
 def setup(device: str = "auto") -> Dist:
-    """Detect the launch (RANK/WORLD_SIZE/LOCAL_RANK), pick the device, join the process group if needed."""
+    """Detect the launch (RANK/WORLD_SIZE/LOCAL_RANK), pick the device (auto, cpu, cuda: GPU LOCAL_RANK, or
+    cuda:N for one process), join the process group if needed."""
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", rank)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
+            raise ConfigError(f"--device {device}: no CUDA device is available (use --device cpu)")
         n = torch.cuda.device_count()
-        if local >= n:
+        if device != "cuda":  # cuda:N, one process
+            if world > 1:
+                raise ConfigError(f"--device {device}: under torchrun give --device cuda (each process takes "
+                                  f"GPU LOCAL_RANK); cuda:N is for a single process")
+            local = int(device.split(":", 1)[1])
+            if local >= n:
+                raise ConfigError(f"--device {device}: this machine has {n} GPU(s) (cuda:0..cuda:{n - 1})")
+        elif local >= n:
             raise ConfigError(f"LOCAL_RANK {local}: this machine has {n} GPU(s); launch at most {n} "
                               f"processes per node")
         torch.cuda.set_device(local)

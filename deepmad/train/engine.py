@@ -1,7 +1,8 @@
 """Training and evaluation: one loop for one CPU, one GPU, or many processes under torchrun.
 
 ``train(cfg)`` runs the recipe of ``cfg`` and writes into ``cfg.out``:
-  last.pt        checkpoint after every epoch and on SIGTERM / Ctrl-C (``--resume`` continues it bit for bit)
+  last.pt        checkpoint after every epoch and on SIGTERM / Ctrl-C (``--resume`` continues it bit for bit);
+                 the command then exits 128 + the signal (143 for SIGTERM, 130 for SIGINT)
   best.pt        the checkpoint of the epoch with the best val top-1
   metrics.jsonl  one record per ``log_every`` optimizer steps (kind "step") and per epoch (kind "epoch")
   curves.png     loss and accuracy per epoch
@@ -36,8 +37,9 @@ from . import checkpoint as ckpt
 from . import data as datamod
 from . import distributed
 from .augment import EvalTransform, TrainTransform, hard_labels, loss_fn
-from .config import BASE_BATCH, TRAJECTORY, ConfigError, TrainConfig, check, flag, resolve
-from .metrics import JsonlLog, Progress, plot_curves, read_jsonl, topk_correct
+from ..models.factory import is_preset
+from .config import BASE_BATCH, TRAJECTORY, ConfigError, TrainConfig, check, default_workers, flag, resolve
+from .metrics import Feedback, JsonlLog, Rate, plot_curves, read_jsonl, topk_correct
 from .schedule import Schedule
 
 
@@ -54,15 +56,21 @@ class TrainResult:
     seconds: float
     params: int  # learnable parameters of the model
     main: bool  # this process is rank 0 (the one that wrote the files)
+    signal: int | None = None  # the signal that stopped the run (signal.SIGTERM, signal.SIGINT), if one did
+    resolution: int | None = None  # the input side it trained at
 
 
 class _StopSignal:
-    """SIGTERM / SIGINT set a flag; the loop finishes its optimizer step, saves, and returns.
-    A second Ctrl-C stops at once."""
+    """SIGTERM / SIGINT set a flag; the loop finishes its optimizer step, saves, and returns (the command then
+    exits with 128 + the signal's number). A second Ctrl-C stops at once."""
 
     def __init__(self) -> None:
-        self.flag = False
+        self.signum: int | None = None
         self.prev: dict[int, Any] = {}
+
+    @property
+    def flag(self) -> bool:
+        return self.signum is not None
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -73,7 +81,7 @@ class _StopSignal:
     def _handle(self, signum, frame) -> None:
         if self.flag and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.flag = True
+        self.signum = signum
 
     def restore(self) -> None:
         for sig, h in self.prev.items():
@@ -130,24 +138,30 @@ def _channels_last(cfg: TrainConfig, dev: torch.device) -> bool:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: datamod.Split, tf: EvalTransform, d: distributed.Dist, *, batch_size: int,
-             size: int, workers: int, amp: str, channels_last: bool) -> dict[str, float]:
+             size: int, workers: int, amp: str, channels_last: bool,
+             feedback: Feedback | None = None) -> dict[str, float]:
     """Loss, top-1 and top-5 over a split (each process takes a contiguous shard; sums are all-reduced)."""
     was = model.training
     model.eval()
     idx = datamod.shard(len(split), d.rank, d.world)
     chunks = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
     loss_sum, c1, c5, n = 0.0, 0, 0, 0
-    for x, y in datamod.batches(split, chunks, size=size, workers=workers, pin=d.device.type == "cuda"):
-        x = tf(x.to(d.device, non_blocking=True))
-        y = y.to(d.device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(amp, d.device):
-            logits = model(x)
-        logits = logits.float()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        a, b = topk_correct(logits, y, (1, 5))
-        c1, c5, n = c1 + a, c5 + b, n + len(y)
+    bar = (feedback or Feedback("off")).bar(total=len(idx), desc="eval", unit="img", leave=False)
+    try:
+        for x, y in datamod.batches(split, chunks, size=size, workers=workers, pin=d.device.type == "cuda"):
+            x = tf(x.to(d.device, non_blocking=True))
+            y = y.to(d.device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(amp, d.device):
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            a, b = topk_correct(logits, y, (1, 5))
+            c1, c5, n = c1 + a, c5 + b, n + len(y)
+            bar.update(len(y))
+    finally:
+        bar.close()
     loss_sum, c1, c5, n = distributed.all_sum(d, [loss_sum, c1, c5, n])
     model.train(was)
     n = max(n, 1)
@@ -167,7 +181,7 @@ def _check_out(out: Path, resume: bool | str, force: bool) -> bool:
     """Whether to resume; raises for a run directory that would be overwritten by mistake."""
     last = out / "last.pt"
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file, expected a run directory")
+        raise ConfigError(f"--output {out}: is a file, expected a run directory")
     if resume == "auto":
         return last.exists()
     if resume:
@@ -175,7 +189,7 @@ def _check_out(out: Path, resume: bool | str, force: bool) -> bool:
             raise ConfigError(f"--resume: no checkpoint {last} to continue (start the run without --resume)")
         return True
     if last.exists() and not force:
-        raise ConfigError(f"--out {out}: already holds a run (last.pt); continue it with --resume, or start "
+        raise ConfigError(f"--output {out}: already holds a run (last.pt); continue it with --resume, or start "
                           f"over with --force")
     return False
 
@@ -188,10 +202,50 @@ def _compare(saved: TrainConfig, now: TrainConfig) -> None:
                               f"with the same settings (or start a new run)")
 
 
+def _resolution(cfg: TrainConfig, spec: Spec, data: datamod.Data) -> tuple[int, str | None]:
+    """The side a run trains at, and the line that says so when it is not the model's: --resolution; else the
+    stored side of array data (CIFAR, builtin); else (image folders, decoded at any size) the model's."""
+    if cfg.resolution is not None:
+        return cfg.resolution, None
+    if data.kind != "imagefolder" and data.size != spec.resolution:
+        return data.size, (f"{spec.name or cfg.model} is designed for {spec.resolution} px inputs; {data.name} "
+                           f"images are {data.size} px: training at {data.size} px (--resolution "
+                           f"{spec.resolution} resizes them to the model's side instead)")
+    return (spec.resolution if data.kind == "imagefolder" else data.size), None
+
+
+def _check_memory(cfg: TrainConfig, spec: Spec, dev: torch.device, amp: str, micro: int, params: int) -> str:
+    """Refuse, with the numbers, a run whose estimated peak memory exceeds what the device has left."""
+    from . import memory
+
+    est = memory.estimate(lambda: build_model(spec, spec.num_classes, cfg.drop_rate, cfg.drop_path_rate),
+                          params=params, in_chans=spec.in_channels, resolution=cfg.resolution,
+                          micro_batch=micro, amp=amp != "off")
+    free = memory.available(dev)
+    where = "GPU" if dev.type == "cuda" else "machine"
+    line = f"memory: about {memory.gib(est.total)} per step" + (f" of the {memory.gib(free)} this {where} has "
+                                                               f"available" if free is not None else "")
+    if free is None or est.total <= free:
+        return line
+    fits = (free - est.state) // max(est.per_image, 1)
+    hint = (f"a micro-batch of at most about {fits} images fits: give a smaller --batch-size, or --accum-steps "
+            f"to keep it, or a smaller --resolution" if fits >= 1 else
+            "even one image per step does not fit: give a smaller --resolution or a smaller model")
+    raise ConfigError(f"--batch-size {cfg.batch_size}: a step of {micro} images of {cfg.resolution} px needs "
+                      f"about {memory.gib(est.total)} (activations {memory.gib(est.activations)}, weights, "
+                      f"gradients and momentum {memory.gib(est.state)}, inputs {memory.gib(est.inputs)}), more "
+                      f"than the {memory.gib(free)} this {where} has available; {hint}")
+
+
 def train(cfg: TrainConfig, *, resume: bool | str = False, force: bool = False,
           callback: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train cfg.model on cfg.data with cfg's recipe; resume=True continues cfg.out/last.pt ("auto": when
-    it exists). callback(step, epoch) runs after every optimizer step (tests use it to send signals)."""
+    it exists). callback(step, epoch) runs after every optimizer step (tests use it to send signals).
+
+    Stopped by SIGTERM or SIGINT, it saves last.pt and returns a result with ``signal`` set. Bad data
+    (``DataError``) or options (``ConfigError``) raise before anything is written, or, found during the run,
+    leave no half-made run behind: a new run that has not finished an epoch is removed, a run with a
+    checkpoint keeps it (the error says so)."""
     check(cfg)
     kind, heldout = datamod.source_kind(cfg.data)  # a missing path fails before anything else
     out = Path(cfg.out)
@@ -206,14 +260,22 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, force: bool = False,
 def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out: Path, resuming: bool,
            callback) -> TrainResult:
     t_start = time.perf_counter()
+    fb = Feedback(cfg.progress if d.main else "off")
     cfg = resolve(cfg, kind, heldout)
-    spec = model_spec(cfg.model)
-    cfg = replace(cfg, resolution=cfg.resolution or spec.resolution)
+    with (fb.during(f"model {cfg.model}: designing (the first use of a preset solves its program)", 0.5)
+          if is_preset(cfg.model) else contextlib.nullcontext()):
+        spec = model_spec(cfg.model)
     ck = ckpt.load(out / "last.pt") if resuming else None
+    t0 = time.perf_counter()
+    with fb.during(f"data {cfg.data}: loading"):
+        data = datamod.open_data(cfg.data, val_split=cfg.val_split, resolution=cfg.resolution or spec.resolution,
+                                 subset=cfg.subset, val_subset=cfg.val_subset)
+    loaded = (f"data {data.name}: {len(data.train):,} train / {len(data.val):,} val images, {data.num_classes} "
+              f"classes, {data.channels} channel(s), {data.size} px ({time.perf_counter() - t0:.1f} s)")
+    resolution, note = _resolution(cfg, spec, data)
+    cfg = replace(cfg, resolution=resolution)
     if ck is not None:
-        _compare(TrainConfig.from_dict(ck["config"]), replace(cfg, out=cfg.out))
-    data = datamod.open_data(cfg.data, val_split=cfg.val_split, resolution=cfg.resolution, subset=cfg.subset,
-                             val_subset=cfg.val_subset)
+        _compare(TrainConfig.from_dict(ck["config"]), cfg)
     spec = replace(spec, num_classes=data.num_classes, resolution=cfg.resolution)
     dev = d.device
     world, accum, B = d.world, cfg.accum_steps, cfg.batch_size
@@ -238,6 +300,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
     ckpt.seed_all(cfg.seed)
     model = build_model(spec, data.num_classes, cfg.drop_rate, cfg.drop_path_rate)
     n_params = sum(p.numel() for p in model.parameters())
+    mem_line = _check_memory(cfg, spec, dev, amp, micro, n_params)
     model.to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.decay_norm_bias), lr=sched(0),
                           momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -275,28 +338,65 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
     eval_tf = EvalTransform(**common, center_crop=data.kind == "imagefolder").to(dev)
     eval_batch = cfg.eval_batch_size or 2 * micro
 
-    if d.main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
-    distributed.barrier(d)
-    log = JsonlLog(out / "metrics.jsonl", enabled=d.main)
-    if ck is not None:
-        log.truncate_after(step)
-    elif d.main:  # a new run (--force over an old one): nothing of the old run may be mistaken for it
-        for f in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "curves.png"):
-            (out / f).unlink(missing_ok=True)
-        write_atomic(out / "config.json", json.dumps({"config": cfg.to_dict(), "spec": to_dict(spec),
-                                                      "data": data.info(), "world_size": world}, indent=2) + "\n")
-    prog = Progress(cfg.progress if d.main else "off", total, cfg.epochs)
-    if d.main and ck is None:
-        prog.message(f"training {cfg.model} ({n_params:,} params) on {data.name}: {len(data.train)} train / "
-                     f"{len(data.val)} val images, {cfg.epochs} epochs x {steps_per_epoch} steps of {B} images "
-                     f"({world} process(es) x {accum} x {micro}), peak lr {sched.peak:.4g}, device {dev}, "
-                     f"amp {amp}")
-    elif d.main:
-        prog.message(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}, step {step} of {total}")
+    stop = _StopSignal()
+    stop.install()
+    made_dir = not out.exists()
+    saved_any = [False]  # a checkpoint of this run exists (written now or before a resume)
+    saved_any[0] = ck is not None
+    try:
+        if d.main:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"--output {out}: cannot create the run directory ({e.strerror or e})") from None
+        distributed.barrier(d)
+        log = JsonlLog(out / "metrics.jsonl", enabled=d.main)
+        if ck is not None:
+            log.truncate_after(step)
+        elif d.main:  # a new run (--force over an old one): nothing of the old run may be mistaken for it
+            for f in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "curves.png"):
+                (out / f).unlink(missing_ok=True)
+            write_atomic(out / "config.json", json.dumps({"config": cfg.to_dict(), "spec": to_dict(spec),
+                                                          "data": data.info(), "world_size": world}, indent=2)
+                         + "\n")
+        fb.status(loaded)
+        if note:
+            fb.status(note)
+        if ck is None:
+            fb.status(f"training {cfg.model} ({n_params:,} params) at {cfg.resolution} px: {cfg.epochs} epoch(s) x "
+                      f"{steps_per_epoch} steps of {B} images ({world} process(es) x {accum} x {micro}), "
+                      f"recipe {cfg.recipe}, peak lr {sched.peak:.4g}, device {dev}, amp {amp}; {mem_line}")
+        else:
+            fb.status(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}, step {step} of {total}; {mem_line}")
+        result = _loop(cfg, d, data, out, fb, stop, callback, saved_any, model=model, train_model=train_model,
+                       opt=opt, scaler=scaler, sched=sched, train_tf=train_tf, eval_tf=eval_tf, spec=spec,
+                       log=log, amp=amp, cl=cl, micro=micro, eval_batch=eval_batch, total=total,
+                       steps_per_epoch=steps_per_epoch, start_epoch=start_epoch, start_pos=start_pos, step=step,
+                       history=history, best=best, sums=sums, n_params=n_params)
+    except BaseException as e:
+        stop.restore()
+        if d.main and not saved_any[0]:  # nothing worth keeping: leave no half-made run behind
+            for f in ("config.json", "metrics.jsonl", "curves.png", "summary.json"):
+                (out / f).unlink(missing_ok=True)
+            if made_dir:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        elif d.main and isinstance(e, ValueError):
+            last = ckpt.load(out / "last.pt")
+            raise type(e)(f"{e}; the run in {out} is kept as its last.pt left it (epoch {last['epoch']}, step "
+                          f"{last['step']}): --resume continues it") from None
+        raise
+    finally:
+        stop.restore()
+    result = replace(result, seconds=time.perf_counter() - t_start)
+    return result
+
+
+def _loop(cfg: TrainConfig, d: distributed.Dist, data: datamod.Data, out: Path, fb: Feedback, stop: _StopSignal,
+          callback, saved_any: list[bool], *, model, train_model, opt, scaler, sched, train_tf, eval_tf, spec, log,
+          amp, cl, micro, eval_batch, total, steps_per_epoch, start_epoch, start_pos, step, history, best, sums,
+          n_params) -> TrainResult:
+    world, accum, B, dev = d.world, cfg.accum_steps, cfg.batch_size, d.device
 
     def state(epoch: int, position: int) -> dict[str, Any]:
         rng = distributed.gather(d, ckpt.rng_state())
@@ -314,14 +414,15 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
             ckpt.save_atomic(s, out / "last.pt")
             if is_best:
                 ckpt.save_atomic(s, out / "best.pt")
+        saved_any[0] = True
         distributed.barrier(d)
 
-    stop = _StopSignal()
-    stop.install()
     interrupted = False
     images_run, train_seconds = 0, 0.0
     check_every = 10 if (d.active and dev.type == "cuda") else 1
     ls = cfg.label_smoothing
+    rate = Rate()
+    bar = fb.bar(total=total, initial=step, desc="train", unit="step")
     try:
         train_model.train()
         for epoch in range(start_epoch, cfg.epochs):
@@ -333,7 +434,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
             it = iter(datamod.batches(data.train, mine, size=data.size, workers=cfg.workers,
                                       pin=dev.type == "cuda"))
             t_epoch = time.perf_counter()
-            prog.start(step)
+            rate.reset()
             loss_t = torch.zeros((), dtype=torch.float64, device=dev)
             correct_t = torch.zeros((), dtype=torch.float64, device=dev)
             seen = 0
@@ -370,22 +471,23 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
                     sl, nm = distributed.all_sum(d, [float(step_loss), float(accum)])
                     log.write({"kind": "step", "step": step, "epoch": epoch + done_pos / steps_per_epoch,
                                "loss": sl / nm, "lr": lr})
-                if prog.enabled:
-                    prog.update(epoch=epoch, step=step, epoch_step=k + 1, epoch_steps=steps_per_epoch,
-                                images=B, loss=float(step_loss) / accum, lr=lr)
+                if fb.enabled:
+                    ips = rate.add(B)
+                    bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs}, loss {float(step_loss) / accum:.4f}, "
+                                        f"lr {lr:.3g}, {ips:,.0f} img/s", refresh=False)
+                    bar.update(1)
                 if callback is not None:
                     callback(step, epoch)
                 if (step % check_every == 0 or k + 1 == steps_per_epoch) and distributed.any_true(d, stop.flag):
                     interrupted = True
                     break
+            del it  # image-folder workers end here
             dt = time.perf_counter() - t_epoch
             train_seconds += dt
             images_run += (done_pos - pos0) * B
             sums = [sums[0] + float(loss_t), sums[1] + float(correct_t), sums[2] + seen]
             if interrupted and done_pos < steps_per_epoch:
                 save(epoch, done_pos)
-                prog.message(f"stopped at epoch {epoch + 1}, step {step} of {total}: saved {out / 'last.pt'}; "
-                             f"continue with --resume")
                 break
             tl, tc, tn = distributed.all_sum(d, sums)
             rec: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": step, "lr": lr,
@@ -396,7 +498,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 _sync_buffers(model, d)
                 ev = evaluate(model, data.val, eval_tf, d, batch_size=eval_batch, size=data.size,
-                              workers=cfg.workers, amp=amp, channels_last=cl)
+                              workers=cfg.workers, amp=amp, channels_last=cl, feedback=fb)
                 rec.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
                 if best["top1"] is None or ev["top1"] > best["top1"]:
                     best = {"top1": ev["top1"], "top5": ev["top5"], "loss": ev["loss"], "epoch": epoch + 1}
@@ -404,26 +506,31 @@ def _train(cfg: TrainConfig, d: distributed.Dist, kind: str, heldout: bool, out:
             history.append(rec)
             log.write(rec)
             save(epoch + 1, 0, is_best)
-            prog.message(_epoch_line(rec, cfg.epochs))
+            fb.status(_epoch_line(rec, cfg.epochs))
             start_pos = 0
             if interrupted or distributed.any_true(d, stop.flag):
                 interrupted = True
-                prog.message(f"stopped after epoch {epoch + 1}: saved {out / 'last.pt'}; continue with --resume")
                 break
     finally:
-        stop.restore()
-    seconds = time.perf_counter() - t_start
+        bar.close()
+    signum = None
+    if interrupted:
+        signum = int(distributed.broadcast(d, stop.signum or signal.SIGTERM))
+        name = signal.Signals(signum).name
+        fb.status(f"stopped by {name} at epoch {min(epoch + 1, cfg.epochs)}, step {step} of {total}: saved "
+                  f"{out / 'last.pt'}; continue with the same command and --resume")
     last = history[-1] if history else None
     done = last["epoch"] if last else 0
     if d.main and not interrupted:
         plot_curves(read_jsonl(out / "metrics.jsonl"), out / "curves.png", title=f"{os.path.basename(cfg.model)} on {data.name}")
         summary = {"model": cfg.model, "data": data.name, "params": n_params, "epochs": done, "steps": step,
                    "best": best, "last": last, "img_per_s": images_run / train_seconds if train_seconds else 0.0,
-                   "world_size": world, "device": str(dev), "amp": amp}
+                   "world_size": world, "device": str(dev), "amp": amp, "resolution": cfg.resolution}
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     distributed.barrier(d)
     return TrainResult(str(out), done, step, best["top1"], best["epoch"], last, interrupted,
-                       images_run / train_seconds if train_seconds else 0.0, seconds, n_params, d.main)
+                       images_run / train_seconds if train_seconds else 0.0, 0.0, n_params, d.main, signum,
+                       cfg.resolution)
 
 
 def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
@@ -436,30 +543,51 @@ def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
 
 # ---------------------------------------------------------------------------------------------- eval command
 
+def _check_match(path: str | os.PathLike, src: str, ds: datamod.Data, spec: Spec, info: dict[str, Any]) -> None:
+    """A dataset the checkpoint's model cannot be evaluated on is refused, naming both."""
+    trained = info.get("classes") or []
+    what = f"--data {src}: does not match the checkpoint {path}"
+    if ds.kind == "imagefolder":
+        if trained and ds.classes != trained[:len(ds.classes)]:
+            diff = next((a for a, b in zip(ds.classes, trained) if a != b), ds.classes[len(trained):][:1] or ["?"])
+            raise ConfigError(f"{what}: its class folders differ from the {len(trained)} classes the model was "
+                              f"trained on (first difference: {diff if isinstance(diff, str) else diff[0]!r})")
+        if ds.num_classes > spec.num_classes:
+            raise ConfigError(f"{what}: {ds.num_classes} classes, the model predicts {spec.num_classes}")
+        return
+    if ds.num_classes != spec.num_classes:
+        raise ConfigError(f"{what}: {ds.num_classes} classes ({ds.name}), the model predicts {spec.num_classes} "
+                          f"(trained on {info.get('name', '?')})")
+    if trained and ds.classes and ds.classes != trained:
+        raise ConfigError(f"{what}: its classes ({', '.join(ds.classes[:3])}, ...) are not the ones the model was "
+                          f"trained on ({', '.join(trained[:3])}, ... of {info.get('name', '?')})")
+
+
 def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, batch_size: int = 256,
-                        device: str = "auto", workers: int = 4, amp: str = "auto") -> dict[str, Any]:
+                        device: str = "auto", workers: int | None = None, amp: str = "auto",
+                        progress: str = "auto") -> dict[str, Any]:
     """Top-1 / top-5 / loss of a checkpoint on data (default: its own validation split). A directory of
     class folders is evaluated whole; an ImageNet-style root (train/, val/) on val/; CIFAR on its test split;
-    builtin data on the training run's held-out share."""
+    builtin data on the training run's held-out share. Data whose classes are not the model's is refused."""
     ck = ckpt.load(path)
     cfg = TrainConfig.from_dict(ck["config"])
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"--batch-size: expected an integer >= 1, got {batch_size!r}")
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"--workers: expected an integer >= 0, got {workers!r}")
+    fb = Feedback(progress if int(os.environ.get("RANK", "0")) == 0 else "off")
     spec = from_dict(ck["spec"])
     info = ck["data"]
     src = data or cfg.data
     kind, heldout = datamod.source_kind(src)
     same = src == cfg.data
-    ds = datamod.open_data(src, val_split=cfg.val_split if same else (0.0 if heldout or kind == "imagefolder"
-                                                                      else cfg.val_split or 0.2),
-                           resolution=cfg.resolution, val_subset=cfg.val_subset if same else None, split="eval")
-    if ds.num_classes > spec.num_classes:
-        raise ConfigError(f"--data {src}: {ds.num_classes} classes, the checkpoint's model predicts "
-                          f"{spec.num_classes}")
-    if ds.kind == "imagefolder" and info.get("classes") and ds.classes != info["classes"][:len(ds.classes)]:
-        raise ConfigError(f"--data {src}: its class folders differ from the {len(info['classes'])} classes the "
-                          f"model was trained on (first difference: "
-                          f"{next(a for a, b in zip(ds.classes, info['classes']) if a != b)!r})")
+    with fb.during(f"data {src}: loading"):
+        ds = datamod.open_data(src, val_split=cfg.val_split if same else (0.0 if heldout or kind == "imagefolder"
+                                                                          else cfg.val_split or 0.2),
+                               resolution=cfg.resolution, val_subset=cfg.val_subset if same else None,
+                               split="eval")
+    _check_match(path, src, ds, spec, info)
     d = distributed.setup(device)
     try:
         model = build_model(spec, spec.num_classes)
@@ -472,7 +600,7 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, bat
                            size=ds.size, center_crop=ds.kind == "imagefolder").to(d.device)
         t0 = time.perf_counter()
         ev = evaluate(model, ds.val, tf, d, batch_size=batch_size, size=ds.size, workers=workers, amp=amp_,
-                      channels_last=False)
+                      channels_last=False, feedback=fb)
         ev["seconds"] = time.perf_counter() - t0
     finally:
         distributed.teardown(d)

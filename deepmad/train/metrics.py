@@ -1,8 +1,7 @@
-"""Feedback: top-k counts, the JSONL metrics log, a dependency-free progress line, and the curves PNG."""
+"""Feedback: top-k counts, the JSONL metrics log, status lines and progress bars (tqdm), and the curves PNG."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -52,79 +51,118 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--:--"
-    s = int(round(seconds))
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+class _Lines:
+    """A file for tqdm that turns each redraw into a line of its own (for logs: no carriage returns)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
-class Progress:
-    """One status line: epoch, step, loss, lr, images/s and time left.
+class _NoBar:
+    """What a bar is when bars are off."""
 
-    On a terminal the line is redrawn in place (at most 4 times a second); otherwise (a log file, a batch
-    job) one line is printed per epoch and at most one a minute in between.
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Feedback:
+    """What long work shows on stderr: status lines, and tqdm progress bars (steps, rate, ETA).
+
+    mode "on": bars drawn in place; "auto": bars in place on a terminal, otherwise (a log file, a batch job)
+    the same bar as a line of its own at most once a minute; "off": nothing at all. Status lines are printed
+    in every mode but "off".
     """
 
-    def __init__(self, mode: str, total_steps: int, epochs: int, stream: TextIO | None = None):
+    def __init__(self, mode: str = "auto", stream: TextIO | None = None):
         self.stream = stream or sys.stderr
+        self.enabled = mode != "off"
         tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.live = mode == "on" or (mode == "auto" and tty)
-        self.enabled = mode != "off"
-        self.inplace = self.live and tty
-        self.total, self.epochs = total_steps, epochs
-        self.last_draw = 0.0
-        self.window: list[tuple[float, int]] = []  # (time, images done) samples for the rate
-        self.images = 0
 
-    def start(self, step: int) -> None:
-        self.window = [(time.perf_counter(), 0)]
-        self.start_step = step
-        self.images = 0
-
-    def rate(self) -> float:
-        if len(self.window) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self.window[0], self.window[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def update(self, *, epoch: int, step: int, epoch_step: int, epoch_steps: int, images: int, loss: float,
-               lr: float, force: bool = False) -> None:
-        now = time.perf_counter()
-        self.images += images
-        self.window.append((now, self.images))
-        if len(self.window) > 50:
-            self.window.pop(0)
+    def status(self, text: str) -> None:
+        """One line (drawn above any bar)."""
         if not self.enabled:
             return
-        interval = 0.25 if self.inplace else 60.0
-        if not force and now - self.last_draw < interval:
-            return
-        self.last_draw = now
-        r = self.rate()
-        steps_per_s = r / max(images, 1) if r else 0.0
-        eta_epoch = (epoch_steps - epoch_step) / steps_per_s if steps_per_s else math.inf
-        eta_all = (self.total - step) / steps_per_s if steps_per_s else math.inf
-        pct = 100.0 * step / max(self.total, 1)
-        line = (f"epoch {epoch + 1}/{self.epochs} [{epoch_step:>{len(str(epoch_steps))}}/{epoch_steps}] "
-                f"{pct:5.1f}% loss {loss:.4f} lr {lr:.4g} {r:,.0f} img/s "
-                f"ETA epoch {_hms(eta_epoch)} run {_hms(eta_all)}")
-        if self.inplace:
-            self.stream.write("\r\033[K" + line)
+        if self.live:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=self.stream)
         else:
-            self.stream.write(line + "\n")
+            self.stream.write(text + "\n")
         self.stream.flush()
 
-    def message(self, text: str) -> None:
-        """A line of its own (an epoch summary), after the live line."""
+    def during(self, text: str, after: float = 1.0):
+        """Context: the status line text, printed only if the work inside takes longer than after seconds
+        (so that a quick failure is the one line of its error)."""
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def ctx():
+            timer = threading.Timer(after, self.status, args=(text,)) if self.enabled else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                yield
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()
+
+        return ctx()
+
+    def bar(self, *, total: int, desc: str, unit: str, initial: int = 0, leave: bool = True):
+        """A tqdm bar of total units starting at initial (a do-nothing bar when off)."""
         if not self.enabled:
-            return
-        if self.inplace:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
+            return _NoBar()
+        from tqdm import tqdm
+
+        if self.live:
+            try:  # a terminal of unknown or zero width (some pseudo-terminals) gets 100 columns
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (AttributeError, OSError, ValueError):
+                sized = False
+            return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream, leave=leave,
+                        dynamic_ncols=sized, ncols=None if sized else 100, mininterval=0.25, smoothing=0.1)
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=_Lines(self.stream), leave=leave,
+                    ncols=100, mininterval=60.0, maxinterval=1e9, delay=60.0, ascii=True, smoothing=0.1)
+
+
+class Rate:
+    """Images per second over the last ``window`` updates."""
+
+    def __init__(self, window: int = 50):
+        self.window = window
+        self.samples: list[tuple[float, int]] = []
+        self.images = 0
+
+    def reset(self) -> None:
+        self.samples = [(time.perf_counter(), self.images)]
+
+    def add(self, images: int) -> float:
+        self.images += images
+        self.samples.append((time.perf_counter(), self.images))
+        if len(self.samples) > self.window:
+            self.samples.pop(0)
+        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> bool:
@@ -164,4 +202,4 @@ def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike, title: s
     return True
 
 
-__all__ = ["topk_correct", "JsonlLog", "read_jsonl", "Progress", "plot_curves"]
+__all__ = ["topk_correct", "JsonlLog", "read_jsonl", "Feedback", "Rate", "plot_curves"]

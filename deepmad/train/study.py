@@ -290,6 +290,7 @@ class StudyResult:
     budget: dict[str, Any]
     complete: bool  # every network trained (False: stopped by a signal; run the same command again)
     text: str = field(default="")
+    signal: int | None = None  # the signal that stopped it (SIGTERM, SIGINT), if one did
 
 
 def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
@@ -302,7 +303,7 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
     kind, _ = datamod.source_kind(sc.train.data)
     out = Path(sc.out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file, expected a study directory")
+        raise ConfigError(f"--output {out}: is a file, expected a study directory")
     num_classes = sc.num_classes or _num_classes(sc.train)
     d = distributed.setup(sc.train.device)
     say = log if (log is not None and d.main) else (lambda s: None)
@@ -311,7 +312,7 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
             try:
                 (out / "models").mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise ConfigError(f"--out {out}: cannot create the study directory ({e.strerror or e})") from None
+                raise ConfigError(f"--output {out}: cannot create the study directory ({e.strerror or e})") from None
         distributed.barrier(d)
         designs_path = out / "designs.json"
         key = {"models": sc.models, "block": sc.block, "budget_of": sc.budget_of, "flops": sc.flops,
@@ -323,8 +324,8 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
             saved = json.loads(designs_path.read_text())
             if saved.get("key") != key:
                 diff = next(k for k in key if saved.get("key", {}).get(k) != key[k])
-                raise ConfigError(f"--out {out}: holds a study designed with a different {diff} "
-                                  f"({saved.get('key', {}).get(diff)!r}, now {key[diff]!r}); use another --out")
+                raise ConfigError(f"--output {out}: holds a study designed with a different {diff} "
+                                  f"({saved.get('key', {}).get(diff)!r}, now {key[diff]!r}); use another --output")
             designs = saved["designs"]
         if designs is None:
             say(f"designing {sc.models} {sc.block}-block networks, rho targets {sc.rho_range[0]:g}..{sc.rho_range[1]:g}")
@@ -333,6 +334,7 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
                 write_atomic(designs_path, json.dumps({"key": key, "designs": designs}, indent=1) + "\n")
         rows: list[dict[str, Any]] = []
         complete = True
+        stopped_by = None
         for r in designs:
             row = {k: v for k, v in r.items() if k not in ("spec", "budget")}
             run = out / "models" / f"{r['index']:03d}"
@@ -346,9 +348,10 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
                 distributed.barrier(d)
                 say(f"[{r['index'] + 1}/{len(designs)}] training {r['name']}: rho {r['rho']:.3f}, entropy "
                     f"{r['entropy']:.1f}, depths {r['depths']}, widths {r['widths']}")
-                res = train(replace(sc.train, model=str(spec_path), out=str(run)), resume="auto")
+                res = train(replace(sc.train, model=str(spec_path), out=str(run), resolution=sc.resolution),
+                            resume="auto")
                 if res.interrupted:
-                    complete = False
+                    complete, stopped_by = False, res.signal
                     rows.append(row)
                     break
             s = json.loads(summary.read_text())
@@ -371,7 +374,7 @@ def run_study(sc: StudyConfig, *, log=None) -> StudyResult:
         distributed.barrier(d)
     finally:
         distributed.teardown(d)
-    return StudyResult(str(out), rows, taus, budget, complete, text)
+    return StudyResult(str(out), rows, taus, budget, complete, text, stopped_by)
 
 
 def _num_classes(cfg: TrainConfig) -> int:

@@ -107,7 +107,7 @@ def test_bad_model_and_out(capsys, spec, tmp_path):
 
 def test_batch_larger_than_data(capsys, spec, tmp_path):
     err = one_line_error(capsys, "train", spec, "--data", "builtin:mnist", "--subset", "50", "--batch-size", "64",
-                         "--out", str(tmp_path / "r"))
+                         "--out", str(tmp_path / "r"), "--quiet")  # (without --quiet, a status line may come first)
     assert "--batch-size 64: larger than the 50 training images" in err
 
 
@@ -134,3 +134,69 @@ def test_bad_eval(capsys, tmp_path):
 def test_bad_study_flags(capsys, tmp_path, argv, needle):
     err = one_line_error(capsys, "study", "rho", "--data", "builtin:mnist", "--out", str(tmp_path / "s"), *argv)
     assert needle in err
+
+
+def _actions(command: str):
+    p = cli.parser()
+    sub = next(a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    return sub.choices[command]._actions
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "study", "export", "summary"])
+def test_every_flag_says_its_default(command):
+    for a in _actions(command):
+        if not a.option_strings or "--help" in a.option_strings:
+            continue
+        assert a.help, a.option_strings
+        assert "default" in a.help or "required" in a.help, (a.option_strings, a.help)
+
+
+def test_one_output_flag_style():
+    for command in ("train", "study"):
+        out = next(a for a in _actions(command) if a.dest == "out")
+        assert out.option_strings[:2] == ["-o", "--output"] and "--out" in out.option_strings  # old spelling kept
+    assert any(a.option_strings[:2] == ["-o", "--output"] for a in _actions("export"))
+    assert any(a.option_strings[:2] == ["-o", "--output"] for a in _actions("design"))
+
+
+def test_timm_spellings_are_accepted():
+    from deepmad.cli.train import _resume_target, _train_config
+
+    p = cli.parser()
+    argv = ["train", "m.yaml", "--data", "builtin:mnist", "--lr-base", "0.2", "--mixup-prob", "0.5", "--smoothing",
+            "0.1", "--drop", "0.2", "--drop-path", "0.05", "--reprob", "0.3", "--aa", "svhn", "-j", "3",
+            "--device", "cuda:1", "--out", "runs/x"]
+    cfg = _train_config(p.parse_args(argv), "m.yaml", "runs/x")
+    assert (cfg.lr, cfg.mixup, cfg.label_smoothing, cfg.drop_rate, cfg.drop_path_rate, cfg.random_erasing,
+            cfg.autoaugment, cfg.workers, cfg.device) == (0.2, 0.5, 0.1, 0.2, 0.05, 0.3, "svhn", 3, "cuda:1")
+    args = p.parse_args(["train", "m.yaml", "--data", "builtin:mnist", "--resume", "runs/r/last.pt"])
+    assert _resume_target(args) == ("runs/r", True)  # timm's --resume PATH
+    args = p.parse_args(["train", "m.yaml", "--data", "builtin:mnist", "-o", "runs/r", "--resume"])
+    assert _resume_target(args) == ("runs/r", True)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--device", "gpu"], "argument --device: expected auto, cpu, cuda or cuda:N"),
+    (["--resume", "runs/r/best.pt"], "--resume runs/r/best.pt: expected a run's last.pt"),
+])
+def test_bad_device_and_resume(capsys, spec, argv, needle):
+    err = one_line_error(capsys, "train", spec, "--data", "builtin:mnist", *argv)
+    assert needle in err
+
+
+def test_help_says_where_flags_depart_from_timm(capsys):
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "timm's --lr-base" in flat and "timm's --mixup is" in flat and "--resume PATH" in flat
+    assert "143 stopped by SIGTERM, 130 by SIGINT" in flat
+
+
+def test_cuda_index_without_a_gpu_is_one_line(capsys, spec, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    err = one_line_error(capsys, "train", spec, "--data", "builtin:mnist", "--device", "cuda:1", "-o",
+                         str(tmp_path / "r"))
+    assert "--device cuda:1: no CUDA device is available" in err
+    assert not (tmp_path / "r").exists()

@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from deepmad import cli  # noqa: E402
 from deepmad.models import create_model, export  # noqa: E402
-from deepmad.models.export import ExportError, export_onnx, export_torchscript  # noqa: E402
+from deepmad.models.export import ExportError, compare, export_onnx, export_torchscript, randomize_  # noqa: E402
 from deepmad.core.spec import Spec, Stage, Stem, save  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -140,7 +140,7 @@ def test_existing_file_is_kept_without_force(tmp_path):
 
 
 def test_failed_check_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "ATOL", -1.0)  # every comparison fails
+    monkeypatch.setattr(export, "RTOL", -1.0)  # every comparison fails
     model = create_model(RESLIKE)
     for fn, name in ((export_onnx, "m.onnx"), (export_torchscript, "m.pt")):
         with pytest.raises(ExportError, match="differs from PyTorch.*nothing was written"):
@@ -205,7 +205,7 @@ def test_cli_export_errors(tmp_path, capsys):
     assert existing.read_bytes() == b"old"
     assert_one_line_error(*run(capsys, "export", "no-such-net", "--onnx", str(tmp_path / "y.onnx")),
                           "unknown model 'no-such-net'; known models: deepmad-r18")
-    assert_one_line_error(*run(capsys, "export", "resnet18"), "give --onnx FILE and/or --torchscript FILE")
+    assert_one_line_error(*run(capsys, "export", "resnet18"), "give -o FILE (.onnx or .pt), --onnx FILE and/or --torchscript FILE")
     assert_one_line_error(*run(capsys, "export", "resnet18", "--onnx", str(tmp_path / "y.onnx"), "--out-indices",
                                "1"), "--out-indices: applies to --features-only")
     assert_one_line_error(*run(capsys, "export", "resnet18", "--features-only", "--out-indices", "9", "--onnx",
@@ -213,3 +213,102 @@ def test_cli_export_errors(tmp_path, capsys):
     assert_one_line_error(*run(capsys, "export", "resnet18", "--onnx", str(tmp_path / "no" / "y.onnx")),
                           "does not exist")
     assert sorted(os.listdir(tmp_path)) == ["x.onnx"]
+
+
+# ---------------------------------------------------------------------------------------------- a check that can fail
+
+def _tamper_second_conv(path: str, factor: float) -> None:
+    """Scale the weight of the second Conv node of an ONNX file (the first conv of the first residual branch)."""
+    from onnx import numpy_helper
+
+    g = onnx.load(path)
+    convs = [n for n in g.graph.node if n.op_type == "Conv"]
+    init = {t.name: t for t in g.graph.initializer}
+    t = init[convs[1].input[1]]
+    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * factor, t.name))
+    onnx.save(g, path)
+
+
+def _wrong_exporter(monkeypatch, factor: float = 1.5):
+    real = torch.onnx.export
+
+    def export_then_tamper(model, args, f, *a, **kw):
+        real(model, args, f, *a, **kw)
+        _tamper_second_conv(f, factor)
+
+    monkeypatch.setattr(export.torch.onnx, "export", export_then_tamper)
+
+
+def test_check_catches_a_wrong_onnx_graph_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A graph whose first residual branch has a wrong weight: the command fails (exit 2, one line with the
+    largest difference) and leaves no file. On a freshly built model the same fault is invisible (the last
+    BN of each residual branch starts at zero): that is why the check runs on random weights."""
+    spec_file = tmp_path / "net.yaml"
+    save(RESLIKE, spec_file)
+    _wrong_exporter(monkeypatch)
+    fresh = export_onnx(create_model(RESLIKE), tmp_path / "fresh.onnx")
+    assert all(c.ok for c in fresh.checks) and fresh.checks[0].rel_diff < 1e-5  # blind
+    (tmp_path / "fresh.onnx").unlink()
+    code, out, err = run(capsys, "export", str(spec_file), "-o", str(tmp_path / "net.onnx"), "--quiet")
+    assert_one_line_error(code, out, err, "check: the ONNX file differs from PyTorch at input 1x64x64: max |diff|")
+    assert "of the output's scale (<= 0.0001)" in err and "FAILED; nothing was written" in err
+    assert os.listdir(tmp_path) == ["net.yaml"]
+
+
+def test_check_is_relative_and_compares_the_argmax():
+    e = [torch.tensor([[100.0, 0.0, -50.0], [1.0, 2.0, 3.0]])]
+    near = compare(e, [e[0] + 5e-3], ["logits"], 2, 8, 8)  # 5e-5 of the scale 100
+    assert near.ok and near.max_abs_diff == pytest.approx(5e-3, rel=1e-3) and near.rel_diff == pytest.approx(5e-5, rel=1e-3)
+    assert near.argmax_agree == 2 == near.rows
+    swapped = e[0].clone()
+    swapped[1] = torch.tensor([1.0, 2.0 + 1.5e-2, 3.0 - 1.5e-2])  # within 1.5e-4 of the scale, argmax kept
+    assert not compare(e, [swapped], ["logits"], 2, 8, 8).ok  # 1.5e-4 > RTOL
+    flipped = e[0].clone()
+    flipped[1] = torch.tensor([1.0, 3.0, 3.0 - 1e-3])
+    c = compare(e, [flipped], ["logits"], 2, 8, 8)
+    assert c.argmax_agree == 1 and not c.ok
+    maps = compare([torch.ones(1, 4, 2, 2)], [torch.ones(1, 4, 2, 2)], ["level1"], 1, 8, 8)
+    assert maps.ok and maps.argmax_agree is None
+    assert not compare(e, [torch.full((2, 3), float("nan"))], ["logits"], 2, 8, 8).ok
+
+
+def test_randomize_gives_every_layer_a_say():
+    torch.manual_seed(0)
+    model = create_model(RESLIKE)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fresh = model.eval()(x)
+        randomize_(model, seed=3)
+        y = model(x)
+        assert torch.equal(y, randomize_(create_model(RESLIKE), seed=3).eval()(x))  # seeded
+    assert 10 * float(fresh.abs().max()) < float(y.abs().max())  # the fresh logits are near zero
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert float(m.weight.min()) >= 0.1 and float(m.running_var.min()) >= 0.5  # no branch switched off
+
+
+def test_cli_exports_a_training_checkpoint(tmp_path, capsys):
+    """--checkpoint: the trained weights (here: any weights saved the way deepmad train saves them)."""
+    from deepmad.core.spec import to_dict
+    from deepmad.train import checkpoint as ck
+
+    spec = Spec(32, Stem(8, 3, 2), (Stage("basic", 8, 1, 2), Stage("basic", 16, 1, 2)), num_classes=3,
+                in_channels=1, name="tiny-gray")
+    trained = randomize_(create_model(spec), seed=7)
+    ck.save_atomic({"format": ck.FORMAT, "version": ck.VERSION, "spec": to_dict(spec),
+                    "model": trained.state_dict(), "epoch": 4}, tmp_path / "best.pt")
+    code, out, err = run(capsys, "export", "--checkpoint", str(tmp_path / "best.pt"), "-o", str(tmp_path / "m.onnx"),
+                         "-o", str(tmp_path / "m.pt"))
+    assert code == 0, err
+    assert f"weights of {tmp_path / 'best.pt'} (epoch 4)" in out and "input 1x32x32" in out
+    assert out.count(": ok") == 4
+    assert "m.onnx: exporting" in err and "m.pt: checking with torch.jit.load" in err  # status lines
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = trained.eval()(x)
+    assert torch.allclose(torch.from_numpy(ort_run(tmp_path / "m.onnx", x)[0]), want, rtol=1e-4, atol=1e-5)
+    code, out, err = run(capsys, "export", "resnet18", "--checkpoint", str(tmp_path / "best.pt"), "-o",
+                         str(tmp_path / "r.onnx"))
+    assert_one_line_error(code, out, err, "its weights do not fit resnet18")
+    code, out, err = run(capsys, "export", "resnet18", "-o", str(tmp_path / "r.txt"))
+    assert_one_line_error(code, out, err, "-o " + str(tmp_path / "r.txt") + ": expected a .onnx (ONNX) or .pt")

@@ -111,7 +111,7 @@ def test_bad_spec_files(tmp_path):
 
 
 def test_spec_the_builder_cannot_build():
-    huge = Spec(224, Stem(8), (Stage("bottleneck", 64, 1, mid=3_000_000),), name="huge")  # 8.1e13 params
+    huge = Spec(224, Stem(8), (Stage("bottleneck", 64, 1, mid=65_536),), name="huge")  # 3.9e10 params
     with pytest.raises(SpecError, match="huge: cannot build: .*parameters need .* GiB"):
         create_model(huge)
 

@@ -1,4 +1,5 @@
-"""The timm adapter, against a minimal stand-in for timm's registry (timm itself needs torchvision)."""
+"""The timm adapter, against a minimal stand-in for timm's registry (timm itself needs torchvision): the tests CI runs. tests/models/test_timm_real.py runs against real timm
+where it is installed."""
 from __future__ import annotations
 
 import sys
@@ -21,6 +22,7 @@ def fake_timm() -> types.ModuleType:
     models = types.ModuleType("timm.models")
     entrypoints: dict = {}
     to_module: dict = {}
+    cfgs: dict = {}
 
     def register_model(fn):
         mod = sys.modules[fn.__module__]
@@ -30,6 +32,8 @@ def fake_timm() -> types.ModuleType:
             mod.__all__ = [fn.__name__]
         entrypoints[fn.__name__] = fn
         to_module[fn.__name__] = fn.__module__.split(".")[-1]
+        if fn.__name__ in getattr(mod, "default_cfgs", {}):  # timm files the module's cfg of the model
+            cfgs[fn.__name__] = dict(mod.default_cfgs[fn.__name__])
         return fn
 
     def is_model(name):
@@ -47,6 +51,7 @@ def fake_timm() -> types.ModuleType:
 
     models.register_model, models.is_model, models.list_models = register_model, is_model, list_models
     models._model_entrypoints = entrypoints
+    models.get_pretrained_cfg = cfgs.get
     timm.models, timm.create_model, timm.list_models = models, create_model, list_models
     return timm
 
@@ -96,3 +101,18 @@ def test_without_timm_the_error_names_the_install(monkeypatch):
         timm_adapter.register_timm()
     assert isinstance(e.value, ImportError) and isinstance(e.value, ValueError)
     assert "pip install timm" in str(e.value) and "torchvision" in str(e.value)
+
+
+def test_timm_configuration(timm):
+    """pretrained_cfg: the registry's (before any model is built), the model's own, and timm's overlay."""
+    timm_adapter.register_timm()
+    assert timm.models.get_pretrained_cfg("deepmad_29m_288")["input_size"] == (3, 288, 288)
+    assert timm.models.get_pretrained_cfg("deepmad_r18")["classifier"] == "classifier"
+    m = timm.create_model("deepmad_mb", num_classes=4, pretrained_cfg_overlay=dict(mean=(0.5,) * 3, num_classes=-1,
+                                                                                   file="weights.pth"))
+    cfg = m.pretrained_cfg
+    assert cfg["architecture"] == "deepmad_mb" and cfg["num_classes"] == 4 and cfg["mean"] == (0.5,) * 3
+    assert "file" not in cfg and cfg["input_size"] == (3, 224, 224)
+    assert m.default_cfg is cfg
+    m.set_grad_checkpointing()
+    assert m.grad_checkpointing

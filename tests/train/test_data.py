@@ -156,3 +156,72 @@ def test_eval_shards_cover_every_image_once():
     for world in (1, 2, 3, 7):
         idx = np.concatenate([D.shard(10, r, world) for r in range(world)])
         assert idx.tolist() == list(range(10))
+
+
+# ---------------------------------------------------------------------------------------------- data errors
+# What the command does with bad data: one line naming the file, exit status 2, no run directory left behind.
+
+TINY = """deepmad_spec: 1
+resolution: 16
+stem: {channels: 8, kernel: 3, stride: 2}
+stages:
+  - {block: basic, channels: 8, depth: 1, stride: 2}
+num_classes: 2
+"""
+
+
+def _cli(tmp_path, data, *extra):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "deepmad", "train", str(spec), "--data", str(data), "--epochs", "1",
+                        "--batch-size", "4", "-o", str(out), "--quiet", *extra], capture_output=True, text=True)
+    return r, out
+
+
+def _one_line(r) -> str:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.startswith("deepmad: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr and "worker" not in r.stderr.lower(), r.stderr
+    return r.stderr
+
+
+def test_one_class_folder_is_refused(tmp_path):
+    for i in range(6):
+        _png(tmp_path / "data" / "cats" / f"{i}.png", (200, 30, 30))
+    with pytest.raises(D.DataError, match="holds 1 class .'cats'.; a classifier needs at least 2"):
+        D.open_data(str(tmp_path / "data"), val_split=0.2, resolution=8)
+    r, out = _cli(tmp_path, tmp_path / "data")
+    err = _one_line(r)
+    assert str(tmp_path / "data") in err and "needs at least 2" in err
+    assert not out.exists()
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    for c in ("a", "b"):
+        for i in range(3):
+            _png(tmp_path / "data" / c / f"{i}.png", (200, 30, 30))
+    (tmp_path / "data" / "c").mkdir()
+    with pytest.raises(D.DataError, match=r"class folder .*/c holds no images"):
+        D.open_data(str(tmp_path / "data"), val_split=0.2, resolution=8)
+
+
+def test_corrupt_image_with_two_workers_is_one_line(tmp_path):
+    """Decoded in two worker processes: the error names the file, with no worker traceback and no warning
+    about the worker count; the run directory the failed run began is removed."""
+    for c, rgb in (("a", (250, 0, 0)), ("b", (0, 0, 250))):
+        for i in range(8):
+            _png(tmp_path / "data" / c / f"{i}.png", rgb)
+    bad = tmp_path / "data" / "b" / "3.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    r, out = _cli(tmp_path, tmp_path / "data", "--workers", "2", "--val-split", "0.25")
+    err = _one_line(r)
+    assert f"{bad}: cannot read image" in err
+    assert not out.exists()  # no half-made run directory, no config.json
+    (x, _), = D.batches(D.open_data(str(tmp_path / "data"), val_split=0.0, resolution=8, split="eval").val,
+                        [np.array([0, 1])], size=10, workers=2)
+    assert tuple(x.shape) == (2, 3, 10, 10)  # the good images still load through the same workers

@@ -42,7 +42,8 @@ def mnist_run(spec, tmp_path_factory):
     """2 epochs on the 4,000 bundled training digits, at 16 px, through the command line."""
     out = tmp_path_factory.mktemp("runs") / "mnist"
     code = cli.main(["train", spec, "--data", "builtin:mnist", "--epochs", "2", "--batch-size", "64", "--lr", "0.4",
-                     "--recipe", "none", "--out", str(out), "--progress", "off", "--log-every", "10", "--json"])
+                     "--recipe", "none", "--resolution", "16", "--out", str(out), "--progress", "off",
+                     "--log-every", "10", "--json"])
     assert code == 0
     return out
 
@@ -83,8 +84,9 @@ def test_eval_command_reproduces_best(mnist_run, capsys):
 
 
 def _cfg(spec, out, **kw):
-    base = dict(model=spec, data="builtin:mnist", epochs=2, batch_size=32, subset=224, val_subset=64,
-                progress="off", drop_rate=0.1, drop_path_rate=0.1, recipe="paper", autoaugment="svhn", flip=0.5)
+    base = dict(model=spec, data="builtin:mnist", epochs=2, batch_size=32, lr=0.1, subset=224, val_subset=64,
+                resolution=16, progress="off", drop_rate=0.1, drop_path_rate=0.1, recipe="paper", autoaugment="svhn",
+                flip=0.5)
     base.update(kw)
     return TrainConfig(out=str(out), **base)
 
@@ -100,7 +102,7 @@ def test_resume_after_sigterm_is_bit_exact(spec, tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
 
     part = train(_cfg(spec, tmp_path / "cut"), callback=stop_at_step_3)
-    assert part.interrupted and part.step == 3
+    assert part.interrupted and part.step == 3 and part.signal == signal.SIGTERM
     saved = ck.load(tmp_path / "cut" / "last.pt")
     assert (saved["epoch"], saved["position"], saved["step"]) == (0, 3, 3)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
@@ -133,7 +135,7 @@ def test_resume_refuses_changed_settings(spec, tmp_path, capsys):
     train(_cfg(spec, tmp_path / "r", epochs=1, subset=64, recipe="none", autoaugment=None, flip=None))
     code = cli.main(["train", spec, "--data", "builtin:mnist", "--epochs", "1", "--batch-size", "32", "--subset", "64",
                      "--val-subset", "64", "--recipe", "none", "--drop-rate", "0.1", "--drop-path-rate", "0.1",
-                     "--lr", "0.2", "--out", str(tmp_path / "r"), "--resume"])
+                     "--resolution", "16", "--lr", "0.2", "--out", str(tmp_path / "r"), "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "--lr: the run in" in err and "was started with 0.1, now 0.2" in err
 
@@ -217,3 +219,76 @@ def test_image_folder_train_and_eval(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "other" / "zebra" / "0.png")
     code = cli.main(["eval", str(out / "last.pt"), "--data", str(tmp_path / "other")])
     assert code == 2 and "class folders differ" in capsys.readouterr().err
+
+
+def test_eval_refuses_data_the_model_was_not_trained_on(mnist_run, tmp_path, capsys):
+    """A CIFAR-100 folder (100 classes) and a CIFAR-10 one (10 named classes) against a 10-digit model."""
+    import pickle
+
+    for sub, n_cls, names in (("c100/cifar-100-python", 100, ("train", "test")), ("c10", 10, None)):
+        root = tmp_path / sub
+        root.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        files = names or [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        key = b"fine_labels" if n_cls == 100 else b"labels"
+        for f in files:
+            with open(root / f, "wb") as fh:
+                pickle.dump({b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                             key: [n_cls - 1, 0, 1, 2]}, fh)
+        meta, mkey = ("meta", b"fine_label_names") if n_cls == 100 else ("batches.meta", b"label_names")
+        with open(root / meta, "wb") as fh:
+            pickle.dump({mkey: [b"class%d" % i for i in range(n_cls)]}, fh)
+    ckpt = str(mnist_run / "best.pt")
+    for data, needle in ((tmp_path / "c100", "100 classes (cifar100), the model predicts 10"),
+                         (tmp_path / "c10", "are not the ones the model was trained on")):
+        code = cli.main(["eval", ckpt, "--data", str(data), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("deepmad: error: "), err
+        assert f"does not match the checkpoint {ckpt}" in err and needle in err, err
+
+
+def test_data_resolution_memory_and_feedback(spec, tmp_path, capsys, monkeypatch):
+    """A 16-px model on the 28-px digits trains at 28 px, saying so in one line; progress goes to stderr only;
+    a run that cannot fit in memory is refused with the numbers before anything is written."""
+    argv = ["train", spec, "--data", "builtin:mnist", "--epochs", "1", "--batch-size", "32", "--subset", "64",
+            "--val-subset", "32", "-o", str(tmp_path / "r"), "--json"]
+    code = cli.main(argv + ["--progress", "on"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["resolution"] == 28  # one JSON document on stdout, nothing else
+    said = [line for line in err.splitlines() if "training at 28 px" in line]
+    assert len(said) == 1 and "designed for 16 px inputs; builtin:mnist images are 28 px" in said[0]
+    assert "train: " in err and "2/2" in err and "img/s" in err and "loss" in err  # the tqdm bar: steps, rate
+    assert "eval: " in err and "memory: about" in err
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["config"]["resolution"] == cfg["spec"]["resolution"] == 28
+
+    code = cli.main(argv + ["--quiet", "--force"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "" and json.loads(out)["steps"] == 2
+
+    from deepmad.train import memory
+
+    monkeypatch.setattr(memory, "available", lambda device: 2**29)
+    code = cli.main(argv[:-3] + ["-o", str(tmp_path / "big"), "--resolution", "224", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--batch-size 32: a step of 32 images of 224 px needs about" in err
+    assert "more than the 0.5 GiB this machine has available; a micro-batch of at most about" in err
+    assert not (tmp_path / "big").exists()
+
+
+def test_memory_estimate_refuses_the_issue_run():
+    """The issue's run (a 224-px bottleneck design at batch 256) on a 24 GiB machine: estimated far above
+    24 GiB (it was killed at 24 GiB); its 28-px run on the digits at batch 64: far below 1 GiB."""
+    from deepmad.models import create_model
+    from deepmad.train import memory
+
+    def est(res, batch):
+        return memory.estimate(lambda: create_model("deepmad-r18", num_classes=10), params=10**7, in_chans=3,
+                               resolution=res, micro_batch=batch, amp=False)
+
+    big, small = est(224, 256), est(28, 64)
+    assert big.total > 24 * memory.GiB and small.total < memory.GiB
+    assert est(28, 128).activations == pytest.approx(2 * small.activations, abs=2)  # linear in the images
+    assert memory.available(torch.device("cpu")) > 0
