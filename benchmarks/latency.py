@@ -6,14 +6,17 @@
 1. Calibrate (``deepmad.latency.calibrate``, default grid; --quick: the small grid), or read --model.
 2. (a) Prediction error on held-out random networks: --networks random networks per family (bottleneck and
    MBConv, in their presets' spaces, 0.3-3x the preset's MACs budget) drawn with seeds calibration does not
-   use (checked: none of them is one of calibration's networks), measured interleaved (round-robin, 3 rounds);
-   median, 90th percentile and largest |predicted / measured - 1|, the median signed error, and the same for
-   the model without its network correction (parts only).
-3. (b) Designs under a latency budget: resnet18 is measured; deepmad-r18's problem (resnet18's FLOPs and params)
-   is solved with latency budgets of 0.75x, 1x and 1.25x that measurement, and without one (FLOPs only); then
-   resnet18 and the four designs are measured again, interleaved in one run: objective, MACs, predicted and
-   measured latency, measured / budget, and measured / resnet18 of that same run. The same for the MBConv
-   family (deepmad-mb's problem) against mobilenet_v2.
+   use (checked: none of them is one of calibration's networks), measured interleaved (round-robin, 3 rounds)
+   with the model's anchor networks (``calibrate.speed``: how fast the device runs now against when it was
+   calibrated); median, 90th percentile and largest |predicted / measured - 1|, the median signed error, and
+   the median and 90th percentile with the device's drift taken out (predicted times that speed).
+3. (b) Designs under a latency budget: resnet18 is measured (with the anchors: the device's speed then);
+   deepmad-r18's problem (resnet18's FLOPs and params) is solved with latency budgets of 0.75x, 1x and 1.25x
+   that measurement in the model's units (over that speed), and without one (FLOPs only); then resnet18, the
+   four designs and the anchors are measured again, interleaved in one run: objective, MACs, predicted and
+   measured latency, measured / budget (as measured first), the same with the drift taken out (measured over
+   the speed at the end, over the budget in the model's units), and measured / resnet18 of that same run.
+   The same for the MBConv family (deepmad-mb's problem) against mobilenet_v2.
 
 Settings: CPU, batch 1, one thread, torch eager (inference mode), median of --runs runs. The machine should be
 quiet (the load average is printed before and after): on a shared machine, --clock cpu measures each run's
@@ -47,34 +50,29 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def measure_specs(specs, settings: ms.Settings, rounds: int = 3) -> list[ms.Timing]:
-    return ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings, rounds=rounds)
-
-
 def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
     say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
-        f"preset's MACs)")
-    say(f"  {'family':<18} {'n':>3} {'median':>7} {'p90':>7} {'max':>7} {'bias':>7} | parts only: {'median':>7} "
-        f"{'p90':>7}   measured ms (min-max)")
+        f"preset's MACs), measured interleaved with the model's anchor networks (speed: now / at calibration)")
+    say(f"  {'family':<18} {'n':>3} {'median':>7} {'p90':>7} {'max':>7} {'bias':>7} | {'speed':>6} drift-corrected: "
+        f"{'median':>7} {'p90':>7}   measured ms (min-max)")
     for j, (block, act, preset, _) in enumerate(FAMILIES):
         sp = cal.family_space(block, act)
         budget = cal.family_budget(block)
         specs = cal.random_specs(sp, count, HELDOUT_SEED + j, (0.3 * budget, 3.0 * budget))
         overlap = sum(1 for s in specs if replace(s, name="") in seen)
         t0 = time.perf_counter()
-        timings = measure_specs(specs, settings)
+        factor, timings = cal.speed(model, settings, specs)
         measured = np.array([t.median_ms for t in timings])
         pred = np.array([lat.predict(model, s).total for s in specs])
-        fit = (model.meta.get("fits") or {}).get(f"{block}:{act}") or {}
-        corr = fit.get("correction") or {"scale": 1.0, "overhead_ms": 0.0}
-        parts = (pred - corr["overhead_ms"]) / corr["scale"]
-        e, ep = errors(pred, measured), errors(parts, measured)
+        e = errors(pred, measured)
+        ed = errors(pred * factor, measured) if math.isfinite(factor) else None  # the device's drift taken out
         bias = float(np.median(pred / measured - 1))
+        drift = f"{100 * ed['median']:>6.1f}% {100 * ed['p90']:>6.1f}%" if ed else f"{'-':>7} {'-':>7}"
         say(f"  {block + ' (' + act + ')':<18} {e['count']:>3} {100 * e['median']:>6.1f}% {100 * e['p90']:>6.1f}% "
-            f"{100 * e['max']:>6.1f}% {100 * bias:>+6.1f}% | {'':>11}{100 * ep['median']:>6.1f}% {100 * ep['p90']:>6.1f}%"
+            f"{100 * e['max']:>6.1f}% {100 * bias:>+6.1f}% | {factor:>6.3f} {'':>16}{drift}"
             f"   {measured.min():.1f}-{measured.max():.1f} ({time.perf_counter() - t0:.0f} s){'' if not overlap else f'; {overlap} seen by calibration!'}")
         out.setdefault("heldout", {})[f"{block}:{act}"] = {
-            "errors": e, "bias": bias, "parts_only": ep, "overlap_with_calibration": overlap,
+            "errors": e, "bias": bias, "speed": factor, "drift_corrected": ed, "overlap_with_calibration": overlap,
             "networks": [{"name": s.name, "macs": blocks.cost(s).macs, "measured_ms": float(m), "predicted_ms": float(p)}
                          for s, m, p in zip(specs, measured, pred)]}
 
@@ -83,46 +81,58 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
     say()
     say("(b) designs under a latency budget (f x the baseline's measured latency), beside the FLOPs-only design and "
         "the baseline, measured interleaved in one run")
+    say("    budget: f x the baseline as measured first; in the model's units: that over the device's speed then (the "
+        "model's anchors timed with it); drift-corr.: measured over the speed at the end, over the budget in the "
+        "model's units")
     for block, act, preset, base in FAMILIES:
         ref = reference(base)
-        t_ref = measure_specs([ref], settings, rounds=1)[0].median_ms
+        f1, (first,) = cal.speed(model, settings, [ref], rounds=1)
+        t_ref = first.median_ms
+        units = t_ref / f1 if math.isfinite(f1) else t_ref  # the baseline's latency at the calibration's speed
         prob = api.problem(preset)
         say(f"  {preset} problem (FLOPs {prob.budget.flops / 1e9:.3g} G, params {prob.budget.params / 1e6:.4g} M; "
             f"{base}: {blocks.cost(ref).macs / 1e9:.3g} G, {blocks.cost(ref).params / 1e6:.4g} M), {base} measured "
-            f"{t_ref:.2f} ms first")
+            f"{t_ref:.2f} ms first, the device at speed {f1:.3f} of its calibration: {units:.2f} ms in the model's "
+            f"units")
         rows = []
         t0 = time.perf_counter()
         free = api.design(preset)
         rows.append(("FLOPs only", None, free))
         for f in factors:
             try:
-                d = api.design(preset, latency=f * t_ref, latency_model=model)
-                rows.append((f"{f:g}x {base}", f * t_ref, d))
+                d = api.design(preset, latency=f * units, latency_model=model)
+                rows.append((f"{f:g}x {base}", f, d))
             except ValueError as e:
                 say(f"    {f:g}x: {e}")
         solve_s = time.perf_counter() - t0
-        specs = [ref] + [d.spec for _, _, d in rows]
-        timings = measure_specs(specs, settings)
+        f2, timings = cal.speed(model, settings, [ref] + [d.spec for _, _, d in rows])
         t_again = timings[0].median_ms
-        say(f"    {'network':<16} {'objective':>10} {'gap':>6} {'MACs':>8} {'params':>7} {'budget':>8} {'predicted':>9} "
-            f"{'measured':>9} {'meas/budget':>11} {'vs ' + base:>14}")
+        say(f"    {'network':<16} {'objective':>10} {'gap':>6} {'MACs':>8} {'params':>7} {'budget':>8} {'(model)':>8} "
+            f"{'predicted':>9} {'measured':>9} {'meas/budget':>11} {'drift-corr.':>11} {'vs ' + base:>14}")
         say(f"    {base:<16} {'-':>10} {'-':>6} {blocks.cost(ref).macs / 1e9:>7.3f}G {blocks.cost(ref).params / 1e6:>6.2f}M "
-            f"{'-':>8} {'-':>9} {t_again:>7.2f}ms {'-':>11} {1.0:>13.3f}x")
-        res = {"baseline": base, "baseline_first_ms": t_ref, "baseline_ms": t_again, "solve_seconds": solve_s,
-               "designs": []}
-        for (label, budget, d), t in zip(rows, timings[1:]):
+            f"{'-':>8} {'-':>8} {'-':>9} {t_again:>7.2f}ms {'-':>11} {'-':>11} {1.0:>13.3f}x")
+        res = {"baseline": base, "baseline_first_ms": t_ref, "baseline_ms": t_again, "speed_first": f1, "speed_end": f2,
+               "solve_seconds": solve_s, "designs": []}
+        for (label, f, d), t in zip(rows, timings[1:]):
             pred = lat.predict(model, d.spec).total
             m = t.median_ms
+            budget, bm = (None, None) if f is None else (f * t_ref, f * units)
+            corr = None if bm is None or not math.isfinite(f2) else m / f2 / bm
             gap = "-" if d.gap is None else f"{100 * d.gap:.1f}%"
             say(f"    {label:<16} {d.objective:>10,.0f} {gap:>6} {blocks.cost(d.spec).macs / 1e9:>7.3f}G "
                 f"{blocks.cost(d.spec).params / 1e6:>6.2f}M {('-' if budget is None else f'{budget:.2f}ms'):>8} "
-                f"{pred:>7.2f}ms {m:>7.2f}ms {('-' if budget is None else f'{m / budget:.3f}'):>11} "
+                f"{('-' if bm is None else f'{bm:.2f}ms'):>8} {pred:>7.2f}ms {m:>7.2f}ms "
+                f"{('-' if budget is None else f'{m / budget:.3f}'):>11} "
+                f"{('-' if corr is None else f'{corr:.3f}'):>11} "
                 f"{m / t_again:>13.3f}x")
-            res["designs"].append({"label": label, "budget_ms": budget, "objective": d.objective, "gap": d.gap,
-                                   "macs": blocks.cost(d.spec).macs, "params": blocks.cost(d.spec).params,
-                                   "predicted_ms": pred, "measured_ms": m, "spec": to_dict(d.spec)})
-            if budget is not None and abs(budget - t_ref) < 1e-9:
-                res["at_baseline"] = {"measured_over_budget": m / budget, "measured_over_baseline_same_run": m / t_again}
+            res["designs"].append({"label": label, "budget_ms": budget, "budget_model_ms": bm, "objective": d.objective,
+                                   "gap": d.gap, "macs": blocks.cost(d.spec).macs, "params": blocks.cost(d.spec).params,
+                                   "predicted_ms": pred, "measured_ms": m, "drift_corrected": corr,
+                                   "spec": to_dict(d.spec)})
+            if f == 1.0:
+                res["at_baseline"] = {"measured_over_budget": m / budget, "drift_corrected": corr,
+                                      "measured_over_baseline_same_run": m / t_again}
+        say(f"    the device's speed at the end: {f2:.3f} of its calibration")
         out.setdefault("budgets", {})[preset] = res
 
 
@@ -173,17 +183,25 @@ def main(argv=None) -> None:
     load1 = ms.load_average()
     say()
     say("acceptance:")
-    for key, e in out["heldout"].items():
-        e = e["errors"]
+    for key, h in out["heldout"].items():
+        e = h["errors"]
         say(f"  held-out {key}: median {100 * e['median']:.1f}% (<= 5%: {'yes' if e['median'] <= 0.05 else 'NO'}), "
             f"p90 {100 * e['p90']:.1f}% (<= 10%: {'yes' if e['p90'] <= 0.10 else 'NO'})")
+        d = h["drift_corrected"]
+        if d:
+            say(f"  held-out {key}, drift-corrected: median {100 * d['median']:.1f}% (<= 5%: "
+                f"{'yes' if d['median'] <= 0.05 else 'NO'}), p90 {100 * d['p90']:.1f}% (<= 10%: "
+                f"{'yes' if d['p90'] <= 0.10 else 'NO'})")
     for preset, res in out["budgets"].items():
         a = res.get("at_baseline")
         if a:
             ok = lambda r: "yes" if r <= 1.05 else "NO"  # noqa: E731
+            dc = a["drift_corrected"]
             say(f"  {preset} at {res['baseline']}'s latency: measured / budget {a['measured_over_budget']:.3f} "
-                f"(<= 1.05: {ok(a['measured_over_budget'])}), measured / {res['baseline']} in the same interleaved "
-                f"run {a['measured_over_baseline_same_run']:.3f} (<= 1.05: {ok(a['measured_over_baseline_same_run'])})")
+                f"(<= 1.05: {ok(a['measured_over_budget'])}), drift-corrected "
+                f"{'-' if dc is None else f'{dc:.3f}'} (<= 1.05: {'-' if dc is None else ok(dc)}), measured / "
+                f"{res['baseline']} in the same interleaved run {a['measured_over_baseline_same_run']:.3f} "
+                f"(<= 1.05: {ok(a['measured_over_baseline_same_run'])})")
     note = (" (above the core count: other processes competed; timings are inflated and noisy)"
             if load1 and load1 > (os.cpu_count() or 1) * 0.75 else "")
     say(f"load average {load0:.2f} before, {load1:.2f} after{note}; {time.perf_counter() - t0:.0f} s in all")

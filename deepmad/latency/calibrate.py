@@ -9,8 +9,14 @@ What is measured (``grid``), per block family (a block type with its activation,
   112x112), mid channels over the family's whole ratio range, input channels from a quarter of the output up
   to it (a stage's first block) or equal (the others); mbconv blocks with and without squeeze-excitation;
 - stems (3 -> c0 at the resolutions), head 1x1 convs and pool + classifier tails, a few of each;
-- ``networks`` random whole networks of the family's space (``random_specs``), to fit what the parts measured
-  alone miss (``model.fit_family``).
+- ``networks`` random whole networks of the family's space (``random_specs``) and ``designs`` designed ones
+  (``design_specs``: what the search designs for the family's preset problem at other budgets and ρ0), to fit
+  what the parts measured alone miss (``model.fit_family``);
+- then, once a first model is fitted, ``refine`` more designs, each under a latency budget of a fraction of
+  its FLOPs-only design's predicted latency (``refine_specs``), measured, and the model fitted again. A
+  design is where an optimizer goes, and it goes where the model errs in its favour (the optimizer's curse):
+  random networks alone do not look like designs (the FLOPs-only deepmad-r18 design, 4-11 thin bottlenecks
+  a stage, ran 18% slower than such a model predicted).
 
 Every item is built with seeded random weights and timed (``measure.measure_many``, interleaved in shuffled
 chunks, so a slow spell of a shared machine spreads over all families) with the same settings the model is
@@ -45,6 +51,8 @@ class Grid:
     resolutions: tuple[int, ...]  # network input sides whose stage sides the blocks are measured at
     per_cell: int  # blocks per (stride, input side, kernel)
     networks: int  # random whole networks per family (0: none, no correction)
+    designs: int  # designed networks per family (design_specs)
+    refine: int  # designs under latency budgets per family, measured after a first fit (refine_specs)
     warmup: int
     runs: int
     width: float  # scale of the channel ranges (the tiny grid's blocks are small)
@@ -52,9 +60,9 @@ class Grid:
 
 
 GRIDS = {
-    "tiny": Grid("tiny", (32,), 1, 2, 1, 2, 0.125, (0.05, 0.5)),  # CI: seconds; meaningless coefficients
-    "small": Grid("small", (224,), 3, 6, 2, 6, 1.0, (0.3, 3.0)),
-    "default": Grid("default", (224,), 8, 16, 2, 10, 1.0, (0.3, 3.0)),
+    "tiny": Grid("tiny", (32,), 1, 2, 1, 1, 1, 2, 0.125, (0.3, 3.0)),  # CI: seconds; meaningless coefficients
+    "small": Grid("small", (224,), 3, 8, 4, 4, 2, 6, 1.0, (0.3, 3.0)),
+    "default": Grid("default", (224,), 8, 32, 16, 8, 2, 10, 1.0, (0.3, 3.0)),
 }
 
 
@@ -242,25 +250,94 @@ def random_specs(sp: Space, count: int, seed: int, macs: tuple[float, float], ma
     return out
 
 
-def _network_items(block: str, act: str, sp: Space, grid: Grid, seed: int, batch: int) -> list[Item]:
+DESIGN_RHO = {"bottleneck": (0.3, 0.1, 0.5, 0.7), "basic": (0.3, 0.1, 0.5, 0.7), "mbconv": (0.5, 0.3, 1.0, 1.5)}
+DESIGN_FLOOR = {"mbconv": 0.5}  # least budget scale with designs at every ρ0 (mbconv: the 1280-wide head's params)
+REFINE_FRACTIONS = (0.75, 0.6, 0.9)  # latency budgets of refine_specs, times the FLOPs-only design's prediction
+
+
+def family_problem(block: str, act: str, resolution: int, scale: float, rho0: float, latency: float | None = None,
+                   model: Any = None) -> Problem:
+    """The family's preset problem (deepmad-r18's for bottleneck and basic blocks, deepmad-mb's for mbconv) in
+    its default layout at another resolution, with FLOPs and params times scale (FLOPs also times the
+    resolution's area), ρ0 = rho0, and optionally a latency budget under model."""
+    base = (PRESETS["deepmad-mb"] if block == "mbconv" else PRESETS["deepmad-r18"]).budget
+    b = replace(base, flops=base.flops * scale * (resolution / 224) ** 2, params=base.params * scale, rho0=rho0,
+                latency=latency, latency_model=model)
+    return Problem(family_space(block, act, resolution), b, name=f"calibration-{block}")
+
+
+def _search(prob: Problem):
+    from ..core import solver
+    from ..core.result import Infeasible, NotFound
+
+    try:
+        return solver.solve(prob, n_starts=3, kicks=2)
+    except (Infeasible, NotFound):
+        return None
+
+
+def _scales(block: str, count: int, macs: tuple[float, float]) -> np.ndarray:
+    """count budget scales spaced evenly in log over macs (from DESIGN_FLOOR[block] at least)."""
+    lo, hi = math.log(max(macs[0], DESIGN_FLOOR.get(block, 0.0))), math.log(macs[1])
+    return np.exp(np.linspace(lo, hi, count) if count > 1 else [(lo + hi) / 2])
+
+
+def design_specs(block: str, act: str, count: int, macs: tuple[float, float], resolution: int = 224) -> list:
+    """count designs (the search's, no proof: ``solver.solve``) of the family's preset problem
+    (``family_problem``) at FLOPs scales spaced evenly in log over macs (``_scales``), ρ0 cycling over
+    DESIGN_RHO[block]: networks that look like the ones users design (deep stages, thin mids, the widest last stage)."""
+    out = []
+    for j, f in enumerate(_scales(block, count, macs)):
+        d = _search(family_problem(block, act, resolution, float(f), DESIGN_RHO[block][j % len(DESIGN_RHO[block])]))
+        if d is not None:
+            out.append(replace(d.spec, name=f"design-{block}-{j}"))
+    return out
+
+
+def refine_specs(model: LatencyModel, block: str, act: str, count: int, macs: tuple[float, float],
+                 resolution: int = 224) -> list:
+    """count designs under latency budgets: at FLOPs scales spaced evenly in log over macs and ρ0 cycling over
+    DESIGN_RHO[block], the budget is a fraction (REFINE_FRACTIONS, cycling) of the FLOPs-only design's latency
+    as model predicts it (``family_problem``, ``solver.solve``)."""
+    out = []
+    rhos = DESIGN_RHO[block]
+    for j, f in enumerate(_scales(block, count, macs)):
+        free = _search(family_problem(block, act, resolution, float(f), rhos[j % len(rhos)]))
+        if free is None:
+            continue
+        budget = REFINE_FRACTIONS[j % len(REFINE_FRACTIONS)] * lat.predict(model, free.spec).total
+        d = _search(family_problem(block, act, resolution, float(f), rhos[j % len(rhos)], budget, model))
+        if d is not None:
+            out.append(replace(d.spec, name=f"refine-{block}-{j}"))
+    return out
+
+
+def _spec_items(block: str, act: str, specs: Sequence, batch: int) -> list[Item]:
     from .measure import build
 
-    if not grid.networks:
-        return []
+    items = []
+    for spec in specs:
+        f: dict = {}
+        for _, terms, (i, c, m), se in lat.spec_terms(spec):
+            for key, v in lat.features(terms, i, c, m, se).items():
+                f[key] = f.get(key, 0.0) + v
+        items.append(Item((block, act), "network", spec.name, (lambda spec=spec: build(spec)),
+                          ms.input_shape(spec, batch), f, spec))
+    return items
+
+
+def _network_items(block: str, act: str, sp: Space, grid: Grid, seed: int, batch: int) -> list[Item]:
     items = []
     per_res = max(1, grid.networks // len(grid.resolutions))
     for res in grid.resolutions:
-        s = replace(sp, resolution=res)
         scale = family_budget(block) * (res / 224) ** 2
-        specs = random_specs(s, per_res, seed, (grid.macs[0] * scale, grid.macs[1] * scale),
-                             max_depth=2 if grid.name == "tiny" else 6)
-        for spec in specs:
-            f: dict = {}
-            for _, terms, (i, c, m), se in lat.spec_terms(spec):
-                for key, v in lat.features(terms, i, c, m, se).items():
-                    f[key] = f.get(key, 0.0) + v
-            items.append(Item((block, act), "network", spec.name, (lambda spec=spec: build(spec)),
-                              ms.input_shape(spec, batch), f, spec))
+        if grid.networks:
+            items += _spec_items(block, act, random_specs(replace(sp, resolution=res), per_res, seed,
+                                                          (grid.macs[0] * scale, grid.macs[1] * scale),
+                                                          max_depth=2 if grid.name == "tiny" else 6), batch)
+        if grid.designs:
+            items += _spec_items(block, act, design_specs(block, act, max(1, grid.designs // len(grid.resolutions)),
+                                                          grid.macs, res), batch)
     return items
 
 
@@ -314,6 +391,28 @@ def fit_items(items: Sequence[Item], families: Sequence[tuple[str, str]],
     return out, fits
 
 
+ANCHORS = 4  # networks per family whose measured latency the model file keeps, to tell the device's drift later
+
+
+def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rounds: int = 3,
+          progress: Callable[[int], None] | None = None) -> tuple[float, list]:
+    """How fast the device runs now against when the model was calibrated: the model's anchor networks
+    (``ANCHORS`` a family, kept in its file with their measured latency) timed again, interleaved with the
+    specs ``others``; returns the median of now / then (1.1: 10% slower than at calibration; nan without
+    anchors) and the timings of others. On a shared machine this drifts by tens of percent within minutes;
+    a latency measured now, divided by it, is in the model's units."""
+    from ..core.spec import from_dict
+
+    anchors = model.meta.get("anchors") or []
+    specs = [from_dict(a["spec"]) for a in anchors] + list(others)
+    timings = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings,
+                              rounds=rounds, progress=progress)
+    now = np.array([t.median_ms for t in timings[:len(anchors)]])
+    then = np.array([float(a["ms"]) for a in anchors])
+    factor = float(np.median(now / then)) if len(anchors) else math.nan
+    return factor, timings[len(anchors):]
+
+
 def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str | None = None,
               grid: str | Grid = "default", seed: int = 0, progress: bool = True, chunk: int = 32,
               runs: int | None = None, warmup: int | None = None,
@@ -331,16 +430,32 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
     load0 = ms.load_average()
     items = items_for(fams, g, seed, settings.batch)
     measure_items(items, settings, seed, progress, chunk)
-    out, fits = fit_items(items, fams, log)
+    out, fits = fit_items(items, fams, None if g.refine else log)
+    if g.refine:  # designs under latency budgets of the first model, measured, and the model fitted again
+        first = LatencyModel(tuple(out))
+        more = []
+        for block, act in fams:
+            for res in g.resolutions:
+                specs = refine_specs(first, block, act, max(1, g.refine // len(g.resolutions)), g.macs, res)
+                more += _spec_items(block, act, specs, settings.batch)
+        measure_items(more, settings, seed + 1, progress, chunk)
+        items += more
+        out, fits = fit_items(items, fams, log)
     env = ms.environment(settings)
+    from ..core.spec import to_dict
+
+    anchors = [{"family": f"{it.family[0]}:{it.family[1]}", "spec": to_dict(it.spec), "ms": it.ms}
+               for fam in fams for it in [x for x in items if x.family == fam and x.role == "network"][:ANCHORS]]
     meta = {"environment": env, "grid": {"name": g.name, "resolutions": list(g.resolutions), "per_cell": g.per_cell,
-                                         "networks": g.networks, "seed": seed, "items": len(items)},
+                                         "networks": g.networks, "designs": g.designs, "refine": g.refine, "seed": seed,
+                                         "items": len(items)},
             "measure": {"warmup": settings.warmup, "runs": settings.runs, "statistic": "median"},
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(time.perf_counter() - t0, 1),
-            "load_average": [load0, ms.load_average()], "fits": fits}
+            "load_average": [load0, ms.load_average()], "anchors": anchors, "fits": fits}
     return LatencyModel(tuple(out), meta)
 
 
-__all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "random_specs",
+__all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "family_problem",
+           "random_specs", "design_specs", "refine_specs", "speed", "ANCHORS",
            "items_for", "DEFAULT_FAMILIES", "DEFAULT_ACT"]

@@ -10,6 +10,7 @@ batch, channels-last, torch / onnxruntime versions, CPU), ``grid`` and ``measure
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -107,48 +108,100 @@ def errors(pred: Sequence[float], measured: Sequence[float]) -> dict[str, float]
             "max": float(e.max())}
 
 
-def _nnls_relative(A: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """θ >= 0 minimizing Σ ((A θ − t) / t)²: relative errors, so small and large items count alike."""
+def _nnls_relative(A: np.ndarray, t: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """θ >= 0 minimizing Σ w² ((A θ − t) / t)²: relative errors, so small and large items count alike."""
     scale = A.max(axis=0)
     scale[scale <= 0] = 1.0
-    W = (A / scale) / t[:, None]
-    return nnls(W, np.ones(len(t))) / scale
+    w = np.ones(len(t)) if weight is None else weight
+    W = (A / scale) / t[:, None] * w[:, None]
+    return nnls(W, w) / scale
+
+
+JOINT_MIN = 12  # whole networks needed before they take part in the fit itself (below: a correction only)
+JOINT_WEIGHTS = (1.0, 3.0, 10.0, 30.0)  # weights of a network's relative error against a part's, tried
+FOLDS = 4  # cross-validation folds over the networks, to choose the weight
+
+
+def _joint(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, w: float) -> np.ndarray:
+    """θ >= 0 fitted on the parts and the networks at once, a network's relative error weighted w."""
+    weight = np.concatenate([np.ones(len(t)), np.full(len(tn), math.sqrt(w))])
+    return _nnls_relative(np.vstack([A, N]), np.concatenate([t, tn]), weight)
+
+
+def _corrected(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, fixed: int) -> np.ndarray:
+    """θ of the parts, times the scale a of a correction fitted on the networks, plus its b on the fixed cost
+    (column ``fixed``)."""
+    th = _nnls_relative(A, t)
+    a, b = _nnls_relative(np.column_stack([N @ th, np.ones(len(tn))]), tn)
+    if a <= 0:
+        return th
+    th = th * a
+    th[fixed] += b
+    return th
+
+
+def choose(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray,
+           fixed: int) -> tuple[float, dict[str, float]]:
+    """The way of fitting (0: parts, then a correction on the networks; w > 0: parts and networks jointly,
+    a network weighted w) whose predictions of networks it was not fitted on are best: FOLDS-fold cross-
+    validation over the networks, the mean |predicted / measured − 1| of the held-out ones."""
+    folds = np.arange(len(tn)) % FOLDS
+    cv: dict[str, float] = {}
+    for w in (0.0,) + JOINT_WEIGHTS:
+        err = np.empty(len(tn))
+        for f in range(FOLDS):
+            tr, te = folds != f, folds == f
+            th = _corrected(A, t, N[tr], tn[tr], fixed) if w == 0 else _joint(A, t, N[tr], tn[tr], w)
+            err[te] = np.abs(N[te] @ th / tn[te] - 1)
+        cv[f"{w:g}"] = float(err.mean())
+    best = min(cv, key=lambda k: (cv[k], float(k)))
+    return float(best), cv
 
 
 def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
                networks: Sequence[tuple[Any, dict, float]] = ()) -> tuple[Family, dict[str, Any]]:
-    """The coefficients of a family from measured parts (blocks, stems, heads, tails: their features and ms),
-    then, given measured whole networks (spec, features, ms), a correction for what the parts measured alone
-    miss (weights and activations that are cold in a whole network, the fixed cost of a forward pass):
-    predicted = a · Σ parts + b, a and b >= 0, fitted on the networks (``correction``: kept only where it
-    predicts left-out networks better), folded into the coefficients (every θ times a, ``net`` = b), so the
-    model stays a posynomial. Returns the family and its fit record."""
-    keys = sorted({k for f, _ in parts for k in f} | {k for _, f, _ in networks for k in f})
-    kinds = sorted({k for k, _ in keys} | {"net"})
+    """The coefficients of a family from measured parts (blocks, stems, heads, tails: their features and ms)
+    and measured whole networks (spec, features, ms), all non-negative (so the model stays a posynomial).
+
+    Parts measured alone miss what a whole network adds (weights and activations that are cold there, the
+    fixed cost of a forward pass). With JOINT_MIN networks or more, the coefficients are fitted on parts and
+    networks at once, a network's relative error weighted by the weight that predicts networks left out best
+    (``choose``: cross-validation; 0 there means the correction below won). With fewer, the parts alone, then
+    a correction predicted = a · Σ parts + b (a, b >= 0, ``correction``: kept only where it predicts left-out
+    networks better), folded into the coefficients (every θ times a, ``net`` = b). Returns the family and its
+    fit record (errors of parts and networks, and how they were fitted)."""
+    keys = sorted({k for f, _ in parts for k in f} | {k for _, f, _ in networks for k in f} | {("net", "one")})
+    kinds = sorted({k for k, _ in keys})
+    fixed = keys.index(("net", "one"))
     A = np.array([[f.get(k, 0.0) for k in keys] for f, _ in parts])
     t = np.array([ms for _, ms in parts])
-    theta = dict(zip(keys, _nnls_relative(A, t)))
-    record: dict[str, Any] = {"parts": errors(A @ np.array([theta[k] for k in keys]), t)}
+    alone = _nnls_relative(A, t)
+    record: dict[str, Any] = {"parts": errors(A @ alone, t)}
 
-    def family(th: dict) -> Family:
-        coef = tuple((k, tuple(float(th.get((k, f), 0.0)) for f in FEATURES[kind_group(k)])) for k in kinds)
+    def family(th: np.ndarray) -> Family:
+        value = dict(zip(keys, th))
+        coef = tuple((k, tuple(float(value.get((k, f), 0.0)) for f in FEATURES[kind_group(k)])) for k in kinds)
         return Family(block, act, coef)
 
-    if networks:
-        N = np.array([[f.get(k, 0.0) for k in keys] for _, f, _ in networks])
-        tn = np.array([ms for _, _, ms in networks])
-        p = N @ np.array([theta[k] for k in keys])
-        record["networks_uncorrected"] = errors(p, tn)
-        a, b, loo = correction(p, tn)
+    if not networks:
+        return family(alone), record
+    N = np.array([[f.get(k, 0.0) for k in keys] for _, f, _ in networks])
+    tn = np.array([ms for _, _, ms in networks])
+    record["networks_uncorrected"] = errors(N @ alone, tn)
+    if len(networks) >= JOINT_MIN:
+        w, cv = choose(A, t, N, tn, fixed)
+        theta = _corrected(A, t, N, tn, fixed) if w == 0 else _joint(A, t, N, tn, w)
+        record["joint"] = {"weight": w, "folds": FOLDS, "cross_validation": cv}
+        record["parts"] = errors(A @ theta, t)
+    else:
+        a, b, loo = correction(N @ alone, tn)
         record["correction"] = {"scale": float(a), "overhead_ms": float(b), "applied": bool(a != 1.0 or b != 0.0),
                                 "leave_one_out": loo}
-        theta = {k: v * a for k, v in theta.items()}
-        theta[("net", "one")] = theta.get(("net", "one"), 0.0) + b
-        fam = family(theta)
-        model = LatencyModel((fam,))
-        record["networks"] = errors([predict(model, spec).total for spec, _, _ in networks], tn)
-        return fam, record
-    return family(theta), record
+        theta = alone * a
+        theta[fixed] += b
+    fam = family(theta)
+    record["networks"] = errors([predict(LatencyModel((fam,)), spec).total for spec, _, _ in networks], tn)
+    return fam, record
 
 
 def correction(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float, dict]:
@@ -185,12 +238,17 @@ def describe_fit(fit: dict[str, Any] | None) -> str:
 
     out = f"parts {one(fit.get('parts'))}"
     if fit.get("networks"):
-        c = fit.get("correction") or {}
-        how = (f"x{c.get('scale', 1):.3f} + {c.get('overhead_ms', 0):.3g} ms over the parts" if c.get("applied", True)
-               else "no correction: it did not predict held-out networks better")
+        c, j = fit.get("correction") or {}, fit.get("joint")
+        if j:
+            how = (f"fitted with the parts, a network weighted {j['weight']:g}, by {j['folds']}-fold cross-validation"
+                   if j["weight"] else "the parts' fit corrected on the networks: cross-validation preferred it")
+        elif c.get("applied", True):
+            how = f"x{c.get('scale', 1):.3f} + {c.get('overhead_ms', 0):.3g} ms over the parts"
+        else:
+            how = "no correction: it did not predict held-out networks better"
         out += f"; networks {one(fit.get('networks'))} ({how})"
     return out
 
 
 __all__ = ["read", "load", "save", "as_model", "mismatches", "warn_if_foreign", "fit_family", "correction",
-           "errors", "describe_fit", "LatencyModelWarning", "LatencyModelError"]
+           "choose", "errors", "describe_fit", "LatencyModelWarning", "LatencyModelError"]

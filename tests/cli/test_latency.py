@@ -19,6 +19,7 @@ from deepmad.core import latency as lat
 from deepmad.core.presets import PRESETS
 from deepmad.core.reference import reference
 from deepmad.core.spec import from_dict, save
+from deepmad.latency import calibrate as cal
 from shared import synthetic_latency_model
 
 CHEAP = ["--bound-nodes", "20"]
@@ -80,7 +81,8 @@ def test_calibrate_on_a_tiny_grid(tmp_path):
     assert env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"] == torch.__version__
     for f in model.families:
         fit = model.meta["fits"][f"{f.block}:{f.act}"]
-        assert fit["parts"]["count"] > 0 and fit["networks"]["count"] == 2
+        g = cal.GRIDS["tiny"]  # random networks, designs, designs under latency budgets of the first fit
+        assert fit["parts"]["count"] > 0 and fit["networks"]["count"] == g.networks + g.designs + g.refine == 4
         assert all(v >= 0 for _, vs in f.coef for v in vs)
     # the tiny grid covers every layer the families' default spaces use: a design can be budgeted with it
     for name in ("deepmad-r18", "deepmad-mb"):

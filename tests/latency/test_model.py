@@ -3,16 +3,17 @@ recovered, with its network correction), model files (atomic round trip, mismatc
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deepmad.core import latency as lat
+from deepmad.core import blocks, latency as lat
 from deepmad.latency import calibrate as cal
 from deepmad.latency.measure import Settings, Timing, percentile
-from deepmad.latency.model import fit_family, mismatches, read, save
+from deepmad.latency.model import JOINT_MIN, fit_family, mismatches, read, save
 from deepmad.latency.nnls import nnls
 from shared import synthetic_latency_model
 
@@ -61,6 +62,76 @@ def test_fit_recovers_an_exact_posynomial_and_its_correction():
     assert record["correction"]["overhead_ms"] == pytest.approx(2.0, rel=1e-5)
     assert record["networks"]["max"] < 1e-6
     assert all(v >= 0 for _, vs in fam.coef for v in vs)
+
+
+def _measured_by(true: lat.LatencyModel, items, noise: float = 0.0):
+    """Parts and networks timed by the true model; the parts with a multiplicative noise of this spread (blocks
+    timed alone, a few ms each, are the noisy measurements of a calibration)."""
+    th = {(k, f): v for k, vs in true.families[0].table().items() for f, v in vs.items()}
+    rng = np.random.default_rng(7)
+    parts = [(it.features, sum(th.get(k, 0.0) * v for k, v in it.features.items()) * math.exp(noise * rng.normal()))
+             for it in items if it.role != "network"]
+    parts = [(f, t) for f, t in parts if t > 0]  # parts of kinds the spaces do not use (ResNet's stem) cost 0 here
+    nets = [(it.spec, it.features, lat.predict(true, it.spec).total) for it in items if it.role == "network"]
+    return parts, nets
+
+
+def test_joint_fit_learns_from_the_networks():
+    """With JOINT_MIN networks or more, the coefficients are fitted on parts and networks together: with noisy
+    parts (30%) and exact networks, cross-validation chooses a network weight > 0, and networks calibration
+    never saw are predicted better than by the parts' fit with its correction."""
+    block, act = "bottleneck", "relu"
+    true = synthetic_latency_model([cal.family_space(block, act)], 3, zeros=0.0, scale=1e-6)
+    grid = replace(cal.GRIDS["small"], networks=24, designs=0)
+    parts, nets = _measured_by(true, cal.items_for([(block, act)], grid, 0, 1), noise=0.3)
+    assert len(nets) >= JOINT_MIN
+    fam, record = fit_family(block, act, parts, nets)
+    assert record["joint"]["weight"] > 0 and set(record["joint"]["cross_validation"]) == {"0", "1", "3", "10", "30"}
+    assert all(v >= 0 for _, vs in fam.coef for v in vs)
+    sp = cal.family_space(block, act)
+    fresh = cal.random_specs(sp, 20, 99, (0.3 * cal.family_budget(block), 3 * cal.family_budget(block)))
+    truth = np.array([lat.predict(true, s).total for s in fresh])
+    joint = np.array([lat.predict(lat.LatencyModel((fam,)), s).total for s in fresh])
+    old = fit_family(block, act, parts, nets[:JOINT_MIN - 1])[0]  # too few networks: the correction only
+    corrected = np.array([lat.predict(lat.LatencyModel((old,)), s).total for s in fresh])
+    e_joint, e_old = np.abs(joint / truth - 1), np.abs(corrected / truth - 1)
+    assert np.median(e_joint) < 0.8 * np.median(e_old), (np.median(e_joint), np.median(e_old))
+    assert np.percentile(e_joint, 90) < 0.8 * np.percentile(e_old, 90)
+
+
+def test_choose_prefers_the_correction_when_it_is_exact():
+    """Networks exactly 1.1x their parts + 2 ms: the correction fits them, and cross-validation picks it (0)."""
+    block, act = "mbconv", "silu"
+    true = synthetic_latency_model([cal.family_space(block, act)], 5, scale=1e-6, extra=("head",))
+    true = lat.LatencyModel((replace(true.families[0], coef=tuple((k, (0.0,) if k == "net" else v)
+                                                                   for k, v in true.families[0].coef)),))
+    parts, nets = _measured_by(true, cal.items_for([(block, act)], replace(cal.GRIDS["small"], networks=16,
+                                                                             designs=0), 0, 1))
+    nets = [(s, f, 1.1 * t + 2.0) for s, f, t in nets]
+    fam, record = fit_family(block, act, parts, nets)
+    assert record["joint"]["weight"] == 0 and record["networks"]["max"] < 1e-6
+
+
+def test_designed_networks_lie_in_the_space_and_within_their_budgets():
+    """design_specs: the search's designs of the family's problem at the scales asked for (FLOPs, params, ρ0
+    met); refine_specs: designs within a latency budget below their FLOPs-only design's predicted latency."""
+    from deepmad.core.budget import evaluate, from_spec, in_space
+
+    for block, act in cal.parse_families(None):
+        specs = cal.design_specs(block, act, 3, (0.5, 2.0))
+        assert len(specs) == 3 and len({replace(s, name="") for s in specs}) == 3
+        for j, (s, f) in enumerate(zip(specs, (0.5, 1.0, 2.0))):
+            prob = cal.family_problem(block, act, 224, f, cal.DESIGN_RHO[block][j])
+            x = from_spec(prob, s)[None]
+            assert evaluate(prob, x).feasible[0] and in_space(prob, x)[0]  # FLOPs, params and rho0 met
+            assert all(st.block == block for st in s.stages) and s.act == act
+        model = synthetic_latency_model([cal.family_space(block, act)], 1, scale=1e-6)
+        refined = cal.refine_specs(model, block, act, 2, (0.5, 2.0))
+        assert len(refined) == 2
+        for j, (s, f) in enumerate(zip(refined, (0.5, 2.0))):
+            free = cal.design_specs(block, act, 2, (0.5, 2.0))[j]
+            frac = cal.REFINE_FRACTIONS[j]
+            assert lat.predict(model, s).total <= frac * lat.predict(model, free).total * (1 + 1e-9)
 
 
 def test_model_file_round_trip_and_environment(tmp_path):
@@ -118,4 +189,8 @@ def test_grid_covers_the_presets_layers():
                     needed |= {t.kind for t in ts}
             assert needed - {"net"} <= measured, (name, block, needed - measured)
             nets = [it for it in items if it.family == (block, act) and it.role == "network"]
-            assert len(nets) == grid.networks
+            rand = [it for it in nets if it.spec.name.startswith("random-")]
+            designed = [it for it in nets if it.spec.name.startswith("design-")]
+            assert (len(rand), len(designed), len(nets)) == (grid.networks, grid.designs, len(rand) + len(designed))
+            scale = cal.family_budget(block) * (sp.resolution / 224) ** 2
+            assert all(grid.macs[0] * scale <= blocks.cost(it.spec).macs <= grid.macs[1] * scale for it in rand)
