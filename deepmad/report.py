@@ -176,13 +176,21 @@ def budget_json(bu) -> dict[str, Any]:
             "latency_ms": getattr(bu, "latency", None)}
 
 
+def guidelines_json(problem) -> dict[str, bool]:
+    """Which of the paper's three guidelines (Sec. 4.2) the problem keeps: 1, the multi-scale entropy (α not
+    the last scale's alone); 2, the depth penalty (β > 0); 3, non-decreasing widths."""
+    alpha = problem.alpha
+    return {"multiscale": any(w != 0 for w in alpha[:-1]), "depth_penalty": problem.budget.beta > 0,
+            "non_decreasing": bool(problem.space.ordered)}
+
+
 def design_json(d, a: Analysis, latency=None) -> dict[str, Any]:
     """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved (and with a latency
     model, ``latency`` and its share of the latency budget in ``usage``)."""
     out = {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "status": d.status,
            "bound_nodes": d.bound_nodes, "seconds": d.seconds,
            "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
-           "usage": usage(a, d.problem.budget)}
+           "usage": usage(a, d.problem.budget), "guidelines": guidelines_json(d.problem)}
     if latency is not None:
         bu = d.problem.budget
         out["latency"] = {**latency_json(latency[0], latency[1], bu.latency), "in_bound": d.bound is not None}

@@ -285,3 +285,15 @@ def test_budget_that_cannot_bind_warns_on_stderr(capsys):
     code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--rho", "100", "--bound-nodes", "0", "--json")
     assert code == 0 and json.loads(out)["rho_max"] < 100
     assert err.startswith("deepmad: warning: rho: rho0 100 cannot bind") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags,want", [([], (True, True, True)), (["--no-multiscale"], (False, True, True)),
+                                        (["--beta", "0"], (True, False, True)),
+                                        (["--allow-decreasing"], (True, True, False))])
+def test_design_json_says_which_guidelines_it_keeps(capsys, flags, want):
+    """design --json records the paper's guidelines (Sec. 4.2) its problem kept: multi-scale entropy, the depth
+    penalty, non-decreasing widths; a design without guideline 3 is still within its budgets."""
+    j = ok_json(capsys, "design", *BUDGET, "--bound-nodes", "0", *flags)
+    g = j["guidelines"]
+    assert (g["multiscale"], g["depth_penalty"], g["non_decreasing"]) == want
+    assert j["usage"]["flops"] <= 1 and j["usage"]["params"] <= 1 and j["usage"]["rho"] <= 1 + 1e-9
