@@ -13,7 +13,7 @@ import sys
 
 EPILOG_SWEEP = """examples:
   deepmad sweep --preset deepmad-r18 --rho 0.1,0.3,0.5,0.7
-  deepmad sweep --preset deepmad-b0 --guidelines all,-1,-2,-3 --out b0-guidelines
+  deepmad sweep --preset deepmad-b0 --guidelines all,-1,-2,-3 -o b0-guidelines
   deepmad sweep --preset deepmad-r18 --alpha5 1,8,16 --json
   deepmad sweep --block bottleneck --flops 0.5G,1G,2G --params 10M --rho 0.3"""
 
@@ -46,9 +46,10 @@ def add_commands(sub) -> None:
     s.add_argument("--bound-nodes", type=int, help="node budget of each design's proof (as deepmad design)")
     s.add_argument("--jobs", type=int, help="processes solving designs in parallel (default: one per value, at "
                                             "most the CPUs; the designs do not depend on it)")
-    s.add_argument("--out", help="directory for the specs, sweep.json and sweep.png (default "
-                                 "sweep-NAME-QUANTITY); existing files are kept unless --force")
-    s.add_argument("--force", action="store_true", help="overwrite files in --out")
+    s.add_argument("-o", "--output", "--out", dest="out", metavar="DIR",
+                   help="directory for the specs, sweep.json and sweep.png (default sweep-NAME-QUANTITY); existing "
+                        "files are kept unless --force")
+    s.add_argument("--force", action="store_true", help="overwrite files in -o/--output")
     s.add_argument("--no-plot", action="store_true", help="write no sweep.png (no matplotlib needed)")
     s.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     s.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
@@ -125,7 +126,7 @@ def _sweep(args) -> str:
     try:
         files = S.write(sw, out, plot=plot)
     except OSError as e:
-        raise ValueError(f"--out {out}: cannot write ({e.strerror or e})") from None
+        raise ValueError(f"-o/--output {out}: cannot write ({e.strerror or e})") from None
     return report.dumps(S.to_json(sw, files)) if args.json else S.text(sw, files)
 
 

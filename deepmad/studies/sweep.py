@@ -390,14 +390,14 @@ def check_out(paths: Sequence[str], force: bool) -> None:
     """A one-line error when a target exists (without force) or its directory cannot be written."""
     for path in paths:
         if os.path.isdir(path):
-            raise ValueError(f"--out: {path} is a directory, expected a file path there")
+            raise ValueError(f"-o/--output: {path} is a directory, expected a file path there")
         if os.path.exists(path) and not force:
-            raise ValueError(f"--out: {path} exists; use --force to overwrite it, or another --out")
+            raise ValueError(f"-o/--output: {path} exists; use --force to overwrite it, or another -o/--output")
     parent = os.path.dirname(paths[0]) or "."
     if os.path.exists(parent) and not os.path.isdir(parent):
-        raise ValueError(f"--out {parent}: not a directory")
+        raise ValueError(f"-o/--output {parent}: not a directory")
     if os.path.isdir(parent) and not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {parent}: directory is not writable")
+        raise ValueError(f"-o/--output {parent}: directory is not writable")
 
 
 def write(sweep: Sweep, out: str, plot: bool = True) -> dict:

@@ -121,7 +121,7 @@ def test_sweep_flops_family_scales_params_and_resolution(tmp_path):
 
 def test_sweep_text_files_clobbering_and_jobs(tmp_path):
     out = tmp_path / "s"
-    r = cli("sweep", "--preset", "deepmad-r18", "--rho", "0.2,0.4", *NODES, "--out", str(out), "--quiet")
+    r = cli("sweep", "--preset", "deepmad-r18", "--rho", "0.2,0.4", *NODES, "-o", str(out), "--quiet")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert "77.7" not in r.stdout and "rho" in r.stdout.splitlines()[2]
     names = sorted(os.listdir(out))
