@@ -15,7 +15,7 @@ What is measured (``grid``), per block family (a block type with its activation,
 - then, once a first model is fitted, ``refine`` more designs, each under a latency budget of a fraction of
   its FLOPs-only design's predicted latency (``refine_specs``), measured, and the model fitted again. A
   design is where an optimizer goes, and it goes where the model errs in its favour (the optimizer's curse):
-  random networks alone do not look like designs (the FLOPs-only deepmad-r18 design, 4-11 thin bottlenecks
+  random networks alone do not look like designs (the FLOPs-only deepmad-r18 design, 6-11 thin bottlenecks
   a stage, ran 18% slower than such a model predicted).
 
 Every item is built with seeded random weights and timed (``measure.measure_many``, interleaved in shuffled
@@ -32,10 +32,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core import latency as lat
+from ..core import latency as lat, solver
 from ..core.budget import Budget, Problem, Space, evaluate, in_space, to_spec
 from ..core.presets import PRESETS
-from ..core.spec import out_resolution
+from ..core.result import Infeasible, NotFound
+from ..core.spec import from_dict, out_resolution, to_dict
 from . import measure as ms
 from .model import LatencyModel, describe_fit, fit_family
 
@@ -267,9 +268,6 @@ def family_problem(block: str, act: str, resolution: int, scale: float, rho0: fl
 
 
 def _search(prob: Problem):
-    from ..core import solver
-    from ..core.result import Infeasible, NotFound
-
     try:
         return solver.solve(prob, n_starts=3, kicks=2)
     except (Infeasible, NotFound):
@@ -401,8 +399,6 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     specs ``others``; returns the median of now / then (1.1: 10% slower than at calibration; nan without
     anchors) and the timings of others. On a shared machine this drifts by tens of percent within minutes;
     a latency measured now, divided by it, is in the model's units."""
-    from ..core.spec import from_dict
-
     anchors = model.meta.get("anchors") or []
     specs = [from_dict(a["spec"]) for a in anchors] + list(others)
     timings = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings,
@@ -442,8 +438,6 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
         items += more
         out, fits = fit_items(items, fams, log)
     env = ms.environment(settings)
-    from ..core.spec import to_dict
-
     anchors = [{"family": f"{it.family[0]}:{it.family[1]}", "spec": to_dict(it.spec), "ms": it.ms}
                for fam in fams for it in [x for x in items if x.family == fam and x.role == "network"][:ANCHORS]]
     meta = {"environment": env, "grid": {"name": g.name, "resolutions": list(g.resolutions), "per_cell": g.per_cell,

@@ -128,16 +128,23 @@ def _joint(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, w: float
     return _nnls_relative(np.vstack([A, N]), np.concatenate([t, tn]), weight)
 
 
+def _scale_offset(parts: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """(a, b) >= 0 with measured ≈ a · parts + b (NNLS, relative errors)."""
+    return _nnls_relative(np.column_stack([parts, np.ones_like(parts)]), measured)
+
+
+def _fold(theta: np.ndarray, a: float, b: float, fixed: int) -> np.ndarray:
+    """The correction a · Σ parts + b folded into the coefficients: every θ times a, b on the fixed cost."""
+    out = theta * a
+    out[fixed] += b
+    return out
+
+
 def _corrected(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, fixed: int) -> np.ndarray:
-    """θ of the parts, times the scale a of a correction fitted on the networks, plus its b on the fixed cost
-    (column ``fixed``)."""
+    """θ of the parts with a correction fitted on the networks folded in (none where its scale is 0)."""
     th = _nnls_relative(A, t)
-    a, b = _nnls_relative(np.column_stack([N @ th, np.ones(len(tn))]), tn)
-    if a <= 0:
-        return th
-    th = th * a
-    th[fixed] += b
-    return th
+    a, b = _scale_offset(N @ th, tn)
+    return th if a <= 0 else _fold(th, a, b, fixed)
 
 
 def choose(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray,
@@ -197,8 +204,7 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
         a, b, loo = correction(N @ alone, tn)
         record["correction"] = {"scale": float(a), "overhead_ms": float(b), "applied": bool(a != 1.0 or b != 0.0),
                                 "leave_one_out": loo}
-        theta = alone * a
-        theta[fixed] += b
+        theta = _fold(alone, a, b, fixed)
     fam = family(theta)
     record["networks"] = errors([predict(LatencyModel((fam,)), spec).total for spec, _, _ in networks], tn)
     return fam, record
@@ -208,19 +214,18 @@ def correction(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float, d
     """(a, b) >= 0 with measured ≈ a · parts + b (NNLS, relative errors), kept only if it predicts networks it
     was not fitted on better than no correction: leave-one-out over the networks, median |error| with and
     without it (with a few noisy measurements, a correction can be a fit of their noise). (1, 0) otherwise."""
-    X = np.column_stack([parts, np.ones_like(parts)])
     n = len(parts)
     if n < 4:
         return 1.0, 0.0, {"count": n}
     held = []
     for i in range(n):
         keep = np.arange(n) != i
-        a, b = _nnls_relative(X[keep], measured[keep])
+        a, b = _scale_offset(parts[keep], measured[keep])
         held.append(a * parts[i] + b if a > 0 else parts[i])
     with_c = float(np.median(np.abs(np.array(held) / measured - 1)))
     without = float(np.median(np.abs(parts / measured - 1)))
     loo = {"count": n, "median_with": with_c, "median_without": without}
-    a, b = _nnls_relative(X, measured)
+    a, b = _scale_offset(parts, measured)
     if a <= 0 or with_c >= without:
         return 1.0, 0.0, loo
     return float(a), float(b), loo
