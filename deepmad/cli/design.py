@@ -27,6 +27,17 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,5, got {text!r}") from None
 
 
+def int_at_least(text: str, lo: int) -> int:
+    """An integer argument >= lo (argparse type: ``type=lambda t: int_at_least(t, 1)``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+    if value < lo:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
+    return value
+
+
 def add_commands(sub) -> None:
     """Add design, analyze and presets to the ``deepmad`` parser's subparsers."""
     d = sub.add_parser("design", help="solve the DeepMAD program for a preset or given budgets",

@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from .design import check_output
+from .design import check_output, int_at_least
 
 EPILOG_BENCH = """examples:
   deepmad bench resnet18 --device cpu --threads 1 --batch 1
@@ -26,26 +26,16 @@ EPILOG_CALIBRATE = """examples:
 QUOTE = "'"
 
 
-def _int(text: str, lo: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
-    if value < lo:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
-    return value
-
-
 def _settings_args(p: argparse.ArgumentParser, runs: int | None, warmup: int | None) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (eager, inference mode; default) or onnxruntime (the model exported to ONNX)")
-    p.add_argument("--threads", type=lambda t: _int(t, 1), default=1, help="intra-op threads (default 1)")
-    p.add_argument("--batch", type=lambda t: _int(t, 1), default=1, help="images per forward pass (default 1)")
+    p.add_argument("--threads", type=lambda t: int_at_least(t, 1), default=1, help="intra-op threads (default 1)")
+    p.add_argument("--batch", type=lambda t: int_at_least(t, 1), default=1, help="images per forward pass (default 1)")
     p.add_argument("--channels-last", action="store_true", help="torch: model and input in channels_last")
-    p.add_argument("--runs", type=lambda t: _int(t, 1), default=runs,
+    p.add_argument("--runs", type=lambda t: int_at_least(t, 1), default=runs,
                    help=f"timed runs (default {runs if runs else 'the grid' + QUOTE + 's'})")
-    p.add_argument("--warmup", type=lambda t: _int(t, 0), default=warmup,
+    p.add_argument("--warmup", type=lambda t: int_at_least(t, 0), default=warmup,
                    help=f"untimed runs first (default {warmup if warmup is not None else 'the grid' + QUOTE + 's'})")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (default); cpu: the thread's CPU time (one thread on a CPU; steadier on a "
@@ -53,7 +43,7 @@ def _settings_args(p: argparse.ArgumentParser, runs: int | None, warmup: int | N
     p.add_argument("--allocator", choices=("keep", "system"), default="keep",
                    help="keep: glibc keeps freed memory, as caching allocators (jemalloc, tcmalloc) do (default); "
                         "system: as it is (a forward pass then pays page faults for its large activations)")
-    p.add_argument("--pin-cpu", type=lambda t: _int(t, 0), metavar="CORE",
+    p.add_argument("--pin-cpu", type=lambda t: int_at_least(t, 0), metavar="CORE",
                    help="run on this CPU core only (Linux sched_setaffinity)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -64,7 +54,7 @@ def add_commands(sub) -> None:
     b = sub.add_parser("bench", help="measured inference latency of a model on this device: median, p90, images/s",
                        epilog=EPILOG_BENCH, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("model", help="preset name, reference network (resnet18, ...), or spec file path")
-    b.add_argument("--resolution", type=lambda t: _int(t, 1), help="input side in pixels (default: the spec's)")
+    b.add_argument("--resolution", type=lambda t: int_at_least(t, 1), help="input side in pixels (default: the spec's)")
     b.add_argument("--latency-model", metavar="FILE", help="also print the latency this model file predicts")
     _settings_args(b, 20, 5)
 
@@ -80,9 +70,9 @@ def add_commands(sub) -> None:
     c.add_argument("--grid", choices=("tiny", "small", "default"), default="default",
                    help="how much to measure: default (a few minutes on one core), small, tiny (seconds; for tests, "
                         "its coefficients mean nothing)")
-    c.add_argument("--resolution", type=lambda t: _int(t, 16), default=224,
+    c.add_argument("--resolution", type=lambda t: int_at_least(t, 16), default=224,
                    help="input side of the networks to design (default 224): blocks are measured at its stage sides")
-    c.add_argument("--seed", type=lambda t: _int(t, 0), default=0, help="seed of the grid's random choices")
+    c.add_argument("--seed", type=lambda t: int_at_least(t, 0), default=0, help="seed of the grid's random choices")
     _settings_args(c, None, None)
     s = lsub.add_parser("show", help="what a latency model file holds: device, versions, families, fit errors")
     s.add_argument("file", help="a latency model file")

@@ -10,6 +10,8 @@ import argparse
 import os
 from typing import Any
 
+from .design import int_at_least
+
 TORCH_MISSING = "this command needs PyTorch: install with pip install 'deepmad[torch]'"
 
 
@@ -22,16 +24,6 @@ def require_torch() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- summary
-
-def _int(text: str, lo: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
-    if value < lo:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
-    return value
-
 
 def _summary(args) -> str:
     require_torch()
@@ -210,9 +202,9 @@ def add_commands(sub) -> None:
     """Add this module's subcommands to the ``deepmad`` parser's subparsers."""
     s = sub.add_parser("summary", help="per-layer table of a built PyTorch model: shapes, params, MACs")
     s.add_argument("model", help="preset name, reference network (resnet50, ...), or spec file path")
-    s.add_argument("--resolution", type=lambda t: _int(t, 1),
+    s.add_argument("--resolution", type=lambda t: int_at_least(t, 1),
                    help="input side in pixels (default: the spec's)")
-    s.add_argument("--num-classes", type=lambda t: _int(t, 0),
+    s.add_argument("--num-classes", type=lambda t: int_at_least(t, 0),
                    help="classifier outputs (default: the spec's; 0: no classifier)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table (default: off)")
     e = sub.add_parser("export", help="write a built PyTorch model as ONNX and/or TorchScript, checked against "
@@ -229,17 +221,17 @@ def add_commands(sub) -> None:
                    help="export the trained weights of a deepmad train checkpoint (best.pt, last.pt) (default: "
                         "random weights and BatchNorm statistics, so that the check sees every layer)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random weights without --checkpoint (default 0)")
-    e.add_argument("--resolution", type=lambda t: _int(t, 1),
+    e.add_argument("--resolution", type=lambda t: int_at_least(t, 1),
                    help="side of the example input in pixels (default: the spec's, or the checkpoint's)")
     e.add_argument("--dynamic-hw", action="store_true",
                    help="ONNX: make height and width dynamic axes too (default: off)")
-    e.add_argument("--num-classes", type=lambda t: _int(t, 0),
+    e.add_argument("--num-classes", type=lambda t: int_at_least(t, 0),
                    help="classifier outputs (default: the spec's; 0: no classifier)")
     e.add_argument("--features-only", action="store_true",
                    help="export the backbone: one output per feature level, see --out-indices (default: off)")
     e.add_argument("--out-indices", type=_levels, metavar="I,J,...",
                    help="feature levels of a --features-only backbone, e.g. 1,2,3,4 (default: all)")
-    e.add_argument("--opset", type=lambda t: _int(t, 1), help="ONNX opset (default: 17)")
+    e.add_argument("--opset", type=lambda t: int_at_least(t, 1), help="ONNX opset (default: 17)")
     e.add_argument("--force", action="store_true", help="overwrite existing output files (default: off)")
     e.add_argument("-q", "--quiet", action="store_true", help="print no status lines on stderr (default: off)")
 

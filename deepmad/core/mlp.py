@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import SpecError, _yaml_loader, write_atomic
+from .spec import SpecError, _yaml_loader, read_text, write_atomic
 
 MLP_VERSION = 1
 MLP_ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "tanh")
@@ -137,12 +137,7 @@ def read_file(path) -> Any:
     from . import spec as cnn
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"{p}: cannot read spec file ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not a text (UTF-8) spec file") from None
+    text = read_text(p, SpecError)
     fmt = "json" if p.suffix.lower() == ".json" else "yaml"
     try:
         import yaml

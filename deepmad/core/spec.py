@@ -269,12 +269,7 @@ def _fmt(path: Path) -> str:
 def load(path: str | os.PathLike) -> Spec:
     """Read a spec file (.yaml/.yml/.json)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"{p}: cannot read spec file ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not a text (UTF-8) spec file") from None
+    text = read_text(p, SpecError)
     try:
         return loads(text, _fmt(p))
     except SpecError as e:
@@ -312,6 +307,17 @@ def atomic_file(path: str | os.PathLike):
             os.close(dfd)
     except OSError:
         pass
+
+
+def read_text(p: Path, error: type[Exception], what: str = "spec file",
+              not_text: str = "not a text (UTF-8) spec file") -> str:
+    """The UTF-8 text of file p; an error (one line naming the file) where it cannot be read, or is not text."""
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{p}: cannot read {what} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: {not_text}") from None
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from ..core.latency import (FEATURES, Family, LatencyModel, LatencyModelError, from_dict, kind_group, predict,
                             to_dict)
 from ..core.result import DeepMADWarning
-from ..core.spec import write_atomic
+from ..core.spec import read_text, write_atomic
 from .nnls import nnls
 
 
@@ -36,12 +36,7 @@ def read(path: str | os.PathLike) -> LatencyModel:
     p = Path(path)
     if p.is_dir():
         raise LatencyModelError(f"{p}: is a directory, expected a latency model file (.json)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise LatencyModelError(f"{p}: cannot read the latency model ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise LatencyModelError(f"{p}: not a deepmad latency model (not UTF-8 text)") from None
+    text = read_text(p, LatencyModelError, "the latency model", "not a deepmad latency model (not UTF-8 text)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
