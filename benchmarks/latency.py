@@ -7,13 +7,15 @@
 2. (a) Prediction error on held-out random networks: --networks random networks per family (bottleneck and
    MBConv, in their presets' spaces, 0.3-3x the preset's MACs budget) drawn with seeds calibration does not
    use (checked: none of them is one of calibration's networks), measured interleaved (round-robin, 3 rounds)
-   with the model's anchor networks (``calibrate.speed``: how fast the device runs now against when it was
-   calibrated); median, 90th percentile and largest |predicted / measured - 1|, the median signed error, and
-   the median and 90th percentile with the device's drift taken out (predicted times that speed).
-3. (b) Designs under a latency budget: resnet18 is measured (with the anchors: the device's speed then);
+   in chunks of 8, each after the model's drift reference (``calibrate.speed``: how fast the device runs now
+   against when it was calibrated, chunk by chunk); median, 90th percentile and largest |predicted / measured
+   - 1|, the median signed error, and the median and 90th percentile with the device's drift taken out
+   (predicted times its chunk's speed).
+3. (b) Designs under a latency budget: resnet18 is measured (after the drift reference: the device's speed then);
    deepmad-r18's problem (resnet18's FLOPs and params) is solved with latency budgets of 0.75x, 1x and 1.25x
-   that measurement in the model's units (over that speed), and without one (FLOPs only); then resnet18, the
-   four designs and the anchors are measured again, interleaved in one run: objective, MACs, predicted and
+   that measurement in the model's units (over that speed; designs held to it over 1 + the model's design
+   margin, ``--latency-margin auto``), and without one (FLOPs only); then resnet18, the
+   four designs and the drift reference are measured again, interleaved in one run: objective, MACs, predicted and
    measured latency, measured / budget (as measured first), the same with the drift taken out (measured over
    the speed at the end, over the budget in the model's units), and measured / resnet18 of that same run.
    The same for the MBConv family (deepmad-mb's problem) against mobilenet_v2.
@@ -52,7 +54,8 @@ def say(text: str = "") -> None:
 
 def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
     say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
-        f"preset's MACs), measured interleaved with the model's anchor networks (speed: now / at calibration)")
+        f"preset's MACs), measured interleaved in chunks of 8 after the model's drift reference (speed: now / at "
+        f"calibration, the median of the chunks')")
     say(f"  {'family':<18} {'n':>3} {'median':>7} {'p90':>7} {'max':>7} {'bias':>7} | {'speed':>6} drift-corrected: "
         f"{'median':>7} {'p90':>7}   measured ms (min-max)")
     for j, (block, act, preset, _) in enumerate(FAMILIES):
@@ -61,11 +64,12 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
         specs = cal.random_specs(sp, count, HELDOUT_SEED + j, (0.3 * budget, 3.0 * budget))
         overlap = sum(1 for s in specs if replace(s, name="") in seen)
         t0 = time.perf_counter()
-        factor, timings = cal.speed(model, settings, specs)
+        factor, timings, speeds = cal.speed(model, settings, specs)
         measured = np.array([t.median_ms for t in timings])
+        speeds = np.array(speeds)
         pred = np.array([lat.predict(model, s).total for s in specs])
         e = errors(pred, measured)
-        ed = errors(pred * factor, measured) if math.isfinite(factor) else None  # the device's drift taken out
+        ed = errors(pred * speeds, measured) if math.isfinite(factor) else None  # the device's drift taken out
         bias = float(np.median(pred / measured - 1))
         drift = f"{100 * ed['median']:>6.1f}% {100 * ed['p90']:>6.1f}%" if ed else f"{'-':>7} {'-':>7}"
         say(f"  {block + ' (' + act + ')':<18} {e['count']:>3} {100 * e['median']:>6.1f}% {100 * e['p90']:>6.1f}% "
@@ -82,18 +86,18 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
     say("(b) designs under a latency budget (f x the baseline's measured latency), beside the FLOPs-only design and "
         "the baseline, measured interleaved in one run")
     say("    budget: f x the baseline as measured first; in the model's units: that over the device's speed then (the "
-        "model's anchors timed with it); drift-corr.: measured over the speed at the end, over the budget in the "
-        "model's units")
+        "model's drift reference timed with it); drift-corr.: measured over the speed at the end, over the budget in "
+        "the model's units")
     for block, act, preset, base in FAMILIES:
         ref = reference(base)
-        f1, (first,) = cal.speed(model, settings, [ref], rounds=1)
+        f1, (first,), _ = cal.speed(model, settings, [ref], rounds=1)
         t_ref = first.median_ms
         units = t_ref / f1 if math.isfinite(f1) else t_ref  # the baseline's latency at the calibration's speed
         prob = api.problem(preset)
         say(f"  {preset} problem (FLOPs {prob.budget.flops / 1e9:.3g} G, params {prob.budget.params / 1e6:.4g} M; "
             f"{base}: {blocks.cost(ref).macs / 1e9:.3g} G, {blocks.cost(ref).params / 1e6:.4g} M), {base} measured "
             f"{t_ref:.2f} ms first, the device at speed {f1:.3f} of its calibration: {units:.2f} ms in the model's "
-            f"units")
+            f"units; designs held to that / (1 + the model's design margin {100 * model.family(block, act).margin:.1f}%)")
         rows = []
         t0 = time.perf_counter()
         free = api.design(preset)
@@ -105,19 +109,19 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
             except ValueError as e:
                 say(f"    {f:g}x: {e}")
         solve_s = time.perf_counter() - t0
-        f2, timings = cal.speed(model, settings, [ref] + [d.spec for _, _, d in rows])
+        f2, timings, speeds = cal.speed(model, settings, [ref] + [d.spec for _, _, d in rows])
         t_again = timings[0].median_ms
         say(f"    {'network':<16} {'objective':>10} {'gap':>6} {'MACs':>8} {'params':>7} {'budget':>8} {'(model)':>8} "
             f"{'predicted':>9} {'measured':>9} {'meas/budget':>11} {'drift-corr.':>11} {'vs ' + base:>14}")
         say(f"    {base:<16} {'-':>10} {'-':>6} {blocks.cost(ref).macs / 1e9:>7.3f}G {blocks.cost(ref).params / 1e6:>6.2f}M "
             f"{'-':>8} {'-':>8} {'-':>9} {t_again:>7.2f}ms {'-':>11} {'-':>11} {1.0:>13.3f}x")
-        res = {"baseline": base, "baseline_first_ms": t_ref, "baseline_ms": t_again, "speed_first": f1, "speed_end": f2,
-               "solve_seconds": solve_s, "designs": []}
-        for (label, f, d), t in zip(rows, timings[1:]):
+        res = {"baseline": base, "margin": model.family(block, act).margin, "baseline_first_ms": t_ref,
+               "baseline_ms": t_again, "speed_first": f1, "speed_end": f2, "solve_seconds": solve_s, "designs": []}
+        for (label, f, d), t, now in zip(rows, timings[1:], speeds[1:]):
             pred = lat.predict(model, d.spec).total
             m = t.median_ms
             budget, bm = (None, None) if f is None else (f * t_ref, f * units)
-            corr = None if bm is None or not math.isfinite(f2) else m / f2 / bm
+            corr = None if bm is None or not math.isfinite(now) else m / now / bm
             gap = "-" if d.gap is None else f"{100 * d.gap:.1f}%"
             say(f"    {label:<16} {d.objective:>10,.0f} {gap:>6} {blocks.cost(d.spec).macs / 1e9:>7.3f}G "
                 f"{blocks.cost(d.spec).params / 1e6:>6.2f}M {('-' if budget is None else f'{budget:.2f}ms'):>8} "

@@ -66,15 +66,22 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
             alpha: Sequence[float] | None = None, beta: float | None = None, classifier: bool | None = None,
             max_depth: int | None = None, max_channels: int | None = None,
             kernels: Sequence[int] | None = None, multiscale: bool = True,
-            allow_decreasing: bool = False, latency: Any = None, latency_model: Any = None) -> Problem:
+            allow_decreasing: bool = False, latency: Any = None, latency_model: Any = None,
+            latency_margin: Any = "auto") -> Problem:
     """The design problem of a preset (with overrides) or of a block family and budgets.
 
     The paper's guidelines (Sec. 4.2) as switches: ``multiscale=False`` drops guideline 1 (the objective's
     entropy is Eq. 4 of the whole network, the last scale's H alone: α = (0, ..., 0, 1)); ``beta=0`` drops
     guideline 2 (no depth penalty); ``allow_decreasing=True`` drops guideline 3 (channels need not grow).
     latency: a budget in milliseconds ('30ms', '0.03s', 30) under latency_model (a model file path, from
-    ``deepmad latency calibrate``, or a ``deepmad.core.latency.LatencyModel``)."""
+    ``deepmad latency calibrate``, or a ``deepmad.core.latency.LatencyModel``); designs are held to it less
+    latency_margin ('auto': the model's design margin for the family, how much slower than predicted designs
+    under latency budgets ran at calibration; '5%', 0.05; 0: none): predicted <= latency / (1 + margin)."""
     alpha = parse_alpha(alpha)
+    margin = _lat.parse_margin(latency_margin)
+    if latency is None and margin is not None:
+        warnings.warn("latency_margin: applies to a latency budget only (latency=...); ignored", DeepMADWarning,
+                      stacklevel=2)
     if not multiscale and alpha is not None:
         raise ValueError("alpha: multiscale=False (--no-multiscale) sets alpha to (0, ..., 0, 1); give one or the other")
     latency = None if latency is None else _lat.parse_ms(latency, "latency")
@@ -124,6 +131,11 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
                         latency, latency_model)
         name = f"deepmad-{block}"
     prob = Problem(space, budget, name=name)
+    if latency is not None:
+        if margin is None:
+            margin = _lat.family_for(latency_model, space, budget.classifier).margin
+        prob = replace(prob, budget=replace(budget, latency=latency / (1 + margin), latency_margin=margin))
+        budget = prob.budget
     if not multiscale:  # guideline 1 off: the entropy of the last scale only (Eq. 4 of the whole network)
         m = len(space.scale_ends())
         prob = replace(prob, budget=replace(budget, alpha=(0.0,) * (m - 1) + (1.0,)))
@@ -143,7 +155,8 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
            max_depth: int | None = None, max_channels: int | None = None, kernels: Sequence[int] | None = None,
            solver: str = "lns", seed: int | None = None, candidates: int | None = None,
            time_limit: float | None = None, bound_nodes: int | None = None, gap_tol: float = 0.0, progress=None,
-           multiscale: bool = True, allow_decreasing: bool = False, latency: Any = None, latency_model: Any = None):
+           multiscale: bool = True, allow_decreasing: bool = False, latency: Any = None, latency_model: Any = None,
+           latency_margin: Any = "auto"):
     """Design a network: a preset (budget fields may be overridden) or a block family with flops/params/rho.
 
     flops and params take numbers or strings like '1.8G', '11.7M'; resolution defaults to the preset's or
@@ -153,14 +166,16 @@ def design(preset: str | None = None, *, block: str | None = None, flops: Any = 
     design's ``status`` says which. seed and candidates apply to the evolutionary baseline only.
     ``progress(nodes, bound, incumbent)`` is called while the proof runs. multiscale=False and
     allow_decreasing=True switch guidelines 1 and 3 off (see ``problem``), beta=0 guideline 2. latency ('30ms')
-    is a fourth budget under latency_model (a model file or ``LatencyModel``; docs/latency.md). Returns a
+    is a fourth budget under latency_model (a model file or ``LatencyModel``; docs/latency.md), met with
+    latency_margin to spare (default: the model's design margin; see ``problem``). Returns a
     ``deepmad.core.result.Design``; raises ValueError (``result.Infeasible`` when it is proven that no design
     meets the budgets, ``result.NotFound`` when none was found without such a proof).
     """
     prob = problem(preset, block=block, flops=flops, params=params, rho=rho, resolution=resolution,
                    strides=strides, alpha=alpha, beta=beta, classifier=classifier, max_depth=max_depth,
                    max_channels=max_channels, kernels=kernels, multiscale=multiscale,
-                   allow_decreasing=allow_decreasing, latency=latency, latency_model=latency_model)
+                   allow_decreasing=allow_decreasing, latency=latency, latency_model=latency_model,
+                   latency_margin=latency_margin)
     if solver in SOLVERS and solver != "evolution":
         for name, value in (("seed", seed), ("candidates", candidates)):
             if value is not None:

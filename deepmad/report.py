@@ -108,11 +108,15 @@ def _lines(title: str, a: Analysis, extra: list[tuple[str, str]], latency=None) 
     return "\n".join(out) + "\n"
 
 
-def latency_summary(pred, model, budget: float | None = None, in_bound: bool = False) -> list[tuple[str, str]]:
-    """(label, value) lines of a latency prediction: total (and share of a budget), where it comes from."""
+def latency_summary(pred, model, budget: float | None = None, in_bound: bool = False,
+                    margin: float = 0.0) -> list[tuple[str, str]]:
+    """(label, value) lines of a latency prediction: total (and share of a budget, met with a margin), where it
+    comes from."""
     value = f"{num(pred.total)} ms predicted (pool, classifier and fixed cost {num(pred.rows.get('tail', 0.0))} ms)"
     if budget is not None:
         value += f"  {100 * pred.total / budget:.1f}% of {budget:g} ms"
+        if margin:
+            value += f" (designed within {budget / (1 + margin):.4g} ms: a design margin of {100 * margin:.1f}%)"
         value += "; the gap's bound includes it" if in_bound else ""
     return [("latency", value), ("latency model", model.describe())]
 
@@ -158,7 +162,7 @@ def design_text(d, a: Analysis, latency=None) -> str:
         ("status", d.status if d.bound is not None else "not proven (--bound-nodes 0)"),
     ]
     if latency is not None:  # (Prediction, LatencyModel): the design's predicted latency against its budget
-        extra += latency_summary(latency[0], latency[1], bu.latency, in_bound=d.bound is not None)
+        extra += latency_summary(latency[0], latency[1], bu.latency_asked, d.bound is not None, bu.latency_margin)
     return _lines(title, a, extra, latency[0] if latency is not None else None)
 
 
@@ -173,7 +177,8 @@ def analysis_json(a: Analysis, latency=None) -> dict[str, Any]:
 def budget_json(bu) -> dict[str, Any]:
     return {"flops": bu.flops, "params": bu.params, "rho0": bu.rho0,
             "alpha": None if bu.alpha is None else list(bu.alpha), "beta": bu.beta, "classifier": bu.classifier,
-            "latency_ms": getattr(bu, "latency", None)}
+            "latency_ms": getattr(bu, "latency_asked", None), "latency_margin": getattr(bu, "latency_margin", 0.0),
+            "latency_limit_ms": getattr(bu, "latency", None)}
 
 
 def guidelines_json(problem) -> dict[str, bool]:
@@ -193,9 +198,10 @@ def design_json(d, a: Analysis, latency=None) -> dict[str, Any]:
            "usage": usage(a, d.problem.budget), "guidelines": guidelines_json(d.problem)}
     if latency is not None:
         bu = d.problem.budget
-        out["latency"] = {**latency_json(latency[0], latency[1], bu.latency), "in_bound": d.bound is not None}
+        out["latency"] = {**latency_json(latency[0], latency[1], bu.latency_asked), "in_bound": d.bound is not None,
+                          "margin": bu.latency_margin}
         if bu.latency is not None:
-            out["usage"]["latency"] = latency[0].total / bu.latency
+            out["usage"]["latency"] = latency[0].total / bu.latency_asked
     return out
 
 

@@ -75,6 +75,9 @@ def add_commands(sub) -> None:
     d.add_argument("--latency-model", metavar="FILE",
                    help="a latency model of the target device (deepmad latency calibrate); with it the report shows "
                         "the design's predicted latency")
+    d.add_argument("--latency-margin", metavar="M", default="auto",
+                   help="hold designs this far below --latency: auto (default: the model's design margin, how much "
+                        "slower than predicted designs under latency budgets ran at calibration), 5%%, 0.05, or 0")
     _scoring(d)
     guideline_flags(d)
     d.add_argument("-o", "--output", help="write the designed spec here (.yaml/.yml or .json)")
@@ -204,7 +207,7 @@ def _design(args) -> str:
                        candidates=args.candidates, time_limit=args.time_limit, bound_nodes=args.bound_nodes,
                        gap_tol=args.gap_tol, progress=progress, multiscale=not args.no_multiscale,
                        allow_decreasing=args.allow_decreasing, latency=args.latency,
-                       latency_model=args.latency_model)
+                       latency_model=args.latency_model, latency_margin=args.latency_margin)
     an = api.analyze_design(d)
     latency = _latency_of(d.spec, d.problem.budget.latency_model, d.problem.budget.classifier)
     out = (report.dumps(report.design_json(d, an, latency)) if args.json

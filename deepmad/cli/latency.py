@@ -167,7 +167,9 @@ def _calibrate(args) -> str:
         return report.dumps({"output": args.output, **to_dict(model)})
     meta = model.meta
     lines = [f"calibrated {', '.join(f.name for f in model.families)} on {ms.describe(meta['environment'])}: "
-             f"{meta['grid']['items']} items measured in {meta['seconds']:.0f} s (grid {meta['grid']['name']})"]
+             f"{meta['grid']['items']} items measured in {meta['seconds']:.0f} s (grid {meta['grid']['name']}; the "
+             f"device's speed drifted {meta['reference']['speed'][0]:.2f}-{meta['reference']['speed'][1]:.2f} over "
+             f"its chunks, taken out)"]
     lines += [f"  {f.name}: {describe_fit(meta['fits'].get(f'{f.block}:{f.act}'))}" for f in model.families]
     lines.append(f"model written to {args.output}")
     return "\n".join(lines) + "\n"
@@ -186,6 +188,10 @@ def _show(args) -> str:
     if meta.get("grid"):
         lines.append(f"  grid {meta['grid'].get('name')}: {meta['grid'].get('items')} items, "
                      f"created {meta.get('created', '?')}, {meta.get('seconds', '?')} s")
+    ref = meta.get("reference")
+    if ref:
+        lines.append(f"  drift reference {ref['spec'].get('name', '?')}: {ref['ms']:.3g} ms; the device ran at "
+                     f"{ref['speed'][0]:.2f}-{ref['speed'][1]:.2f} of that over the {ref['chunks']} chunks measured")
     for f in model.families:
         lines.append(f"  {f.name}: {describe_fit(meta.get('fits', {}).get(f'{f.block}:{f.act}'))}")
         lines.append(f"    layers: {', '.join(describe_kind(k) for k, _ in f.coef)}")

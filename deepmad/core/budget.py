@@ -46,8 +46,9 @@ class Budget:
     alpha: tuple[float, ...] | None = None  # multi-scale weights; None = (1, ..., 1, 8)
     beta: float = BETA  # depth-penalty weight
     classifier: bool = True  # count the classifier in params and FLOPs (and in the latency)
-    latency: float | None = None  # milliseconds under latency_model; None: no latency budget
+    latency: float | None = None  # milliseconds under latency_model, what a design's prediction must meet; None: none
     latency_model: lat.LatencyModel | None = None  # predicts the latency (deepmad.core.latency)
+    latency_margin: float = 0.0  # kept below the budget asked: latency = asked / (1 + margin) (``latency_asked``)
 
     def __post_init__(self) -> None:
         for name in ("flops", "params", "rho0") + (("latency",) if self.latency is not None else ()):
@@ -56,6 +57,9 @@ class Budget:
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
         if self.latency is not None and self.latency_model is None:
             raise ValueError("latency: a latency budget needs a latency model (deepmad latency calibrate)")
+        m = self.latency_margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1:
+            raise ValueError(f"latency_margin: expected a number in [0, 1), got {m!r}")
         if self.latency_model is not None and not isinstance(self.latency_model, lat.LatencyModel):
             raise ValueError(f"latency_model: expected a deepmad.core.latency.LatencyModel, got "
                              f"{type(self.latency_model).__name__}")
@@ -65,6 +69,11 @@ class Budget:
             object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
             if any(not math.isfinite(a) or a < 0 for a in self.alpha) or not any(self.alpha):
                 raise ValueError(f"alpha: expected non-negative weights, not all zero, got {self.alpha}")
+
+    @property
+    def latency_asked(self) -> float | None:
+        """The latency budget as asked (ms): ``latency`` with the design margin added back."""
+        return None if self.latency is None else self.latency * (1 + self.latency_margin)
 
 
 @dataclass(frozen=True)
@@ -395,7 +404,9 @@ def over_budget(problem: Problem) -> str | None:
         if least > b.latency:
             sp, col = problem.space, columns(problem.space.n)
             mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
-            parts.append(f"latency: the budget {b.latency:.4g} ms is below {least:.4g} ms, the least any network of "
+            asked = (f"{b.latency_asked:.4g} ms ({b.latency:.4g} ms less the design margin {100 * b.latency_margin:.1f}%)"
+                     if b.latency_margin else f"{b.latency:.4g} ms")
+            parts.append(f"latency: the budget {asked} is below {least:.4g} ms, the least any network of "
                          f"this space takes under {b.latency_model.source or 'the latency model'} (its fastest "
                          f"network: stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, kernels "
                          f"{', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere: {t:.4g} ms)")

@@ -160,6 +160,7 @@ class Family:
     block: str
     act: str
     coef: tuple[tuple[str, tuple[float, ...]], ...]  # (kind, θ in the order of FEATURES[kind_group(kind)])
+    margin: float = 0.0  # the design margin: how much slower than predicted designs under a latency budget ran
 
     @property
     def name(self) -> str:
@@ -252,7 +253,10 @@ def from_dict(data: Any, source: str = "") -> LatencyModel:
                     raise LatencyModelError(f"{at}.coef.{kind}.{name}: expected a number >= 0 (a posynomial "
                                             f"model has non-negative coefficients), got {v!r}")
             rows.append((kind, tuple(float(vals[n]) for n in names)))
-        out.append(Family(f["block"], f["act"], tuple(rows)))
+        margin = f.get("margin", 0.0)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+            raise LatencyModelError(f"{at}.margin: expected a number in [0, 1) (the design margin), got {margin!r}")
+        out.append(Family(f["block"], f["act"], tuple(rows), float(margin)))
     meta = {k: v for k, v in data.items() if k not in ("deepmad_latency", "families")}
     meta["fits"] = {f"{x['block']}:{x['act']}": x.get("fit") for x in fams}
     return LatencyModel(tuple(out), meta, source)
@@ -262,7 +266,8 @@ def to_dict(model: LatencyModel) -> dict[str, Any]:
     """The file format: version, the environment and grid (meta), then every family's coefficients and fit."""
     meta = {k: v for k, v in model.meta.items() if k != "fits"}
     fits = model.meta.get("fits", {})
-    fams = [{"block": f.block, "act": f.act, "coef": f.table(), "fit": fits.get(f"{f.block}:{f.act}")}
+    fams = [{"block": f.block, "act": f.act, "coef": f.table(), "margin": f.margin,
+             "fit": fits.get(f"{f.block}:{f.act}")}
             for f in model.families]
     return {"deepmad_latency": MODEL_VERSION, **meta, "families": fams}
 
@@ -411,6 +416,23 @@ def parse_ms(text: Any, what: str = "latency") -> float:
     return value
 
 
+def parse_margin(text: Any, what: str = "latency_margin") -> float | None:
+    """'auto' (None: the model's design margin), '5%', '0.05' or a number in [0, 1) -> a fraction."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        mt = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(%?)\s*", str(text))
+        if not mt:
+            raise ValueError(f"{what}: expected auto (the latency model's design margin), a percentage like 5% or "
+                             f"a fraction like 0.05, got {text!r}")
+        value = float(mt.group(1)) / (100 if mt.group(2) else 1)
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise ValueError(f"{what}: expected a margin from 0 to below 100%, got {text!r}")
+    return value
+
+
 # ---------------------------------------------------------------------------------------------- specs
 
 def spec_terms(spec: Spec, classifier: bool = True) -> list[tuple[str, list[Term], tuple[int, int, int], float]]:
@@ -473,4 +495,4 @@ def features(terms: Iterable[Term], i, c, m, se: float = 0.0) -> dict[tuple[str,
 
 __all__ = ["LatencyModel", "Family", "LatencyModelError", "Term", "block_terms", "stem_terms", "tail_terms",
            "stage_terms", "stage_tables", "stage_rows", "rows", "family_for", "parse_ms", "predict", "spec_terms", "features", "from_dict",
-           "to_dict", "FEATURES", "MODEL_VERSION", "describe_kind", "kind_group"]
+           "to_dict", "parse_margin", "FEATURES", "MODEL_VERSION", "describe_kind", "kind_group"]

@@ -25,6 +25,7 @@ for (device, backend, threads, batch, layout). Progress: a tqdm bar on stderr.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -254,6 +255,7 @@ def random_specs(sp: Space, count: int, seed: int, macs: tuple[float, float], ma
 DESIGN_RHO = {"bottleneck": (0.3, 0.1, 0.5, 0.7), "basic": (0.3, 0.1, 0.5, 0.7), "mbconv": (0.5, 0.3, 1.0, 1.5)}
 DESIGN_FLOOR = {"mbconv": 0.5}  # least budget scale with designs at every ρ0 (mbconv: the 1280-wide head's params)
 REFINE_FRACTIONS = (0.75, 0.6, 0.9)  # latency budgets of refine_specs, times the FLOPs-only design's prediction
+REFINED = "refine-"  # the name of a refine_specs design starts so (their held-out errors give the design margin)
 
 
 def family_problem(block: str, act: str, resolution: int, scale: float, rho0: float, latency: float | None = None,
@@ -306,7 +308,7 @@ def refine_specs(model: LatencyModel, block: str, act: str, count: int, macs: tu
         budget = REFINE_FRACTIONS[j % len(REFINE_FRACTIONS)] * lat.predict(model, free.spec).total
         d = _search(family_problem(block, act, resolution, float(f), rhos[j % len(rhos)], budget, model))
         if d is not None:
-            out.append(replace(d.spec, name=f"refine-{block}-{j}"))
+            out.append(replace(d.spec, name=f"{REFINED}{block}-{j}"))
     return out
 
 
@@ -353,24 +355,54 @@ def items_for(families: Sequence[tuple[str, str]], grid: Grid, seed: int, batch:
 
 # ---------------------------------------------------------------------------------------------- calibrate
 
+DRIFT_REFERENCE = ("resnet18", 112)  # the network timed with every chunk (a reference network, input side)
+
+
+def drift_reference():
+    """The spec timed first in every chunk of a calibration, and with whatever is timed against a model later
+    (``speed``): ResNet-18 at 112x112 (a few ms on one core; every kind of layer a bottleneck network has)."""
+    from ..core.reference import reference
+
+    name, side = DRIFT_REFERENCE
+    return replace(reference(name), resolution=side, name=f"{name}@{side}")
+
+
 def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, progress: bool = True,
-                  chunk: int = 32) -> None:
-    """Time every item (its ``timing`` and ``ms``, the median): in a seeded shuffled order, interleaved in chunks
-    (``measure.measure_many``), each item built just before its chunk runs."""
+                  chunk: int = 32, level: float | None = None) -> dict:
+    """Time every item (its ``timing`` and ``ms``): in a seeded shuffled order, interleaved in chunks
+    (``measure.measure_many``), each item built just before its chunk runs, the drift reference first and in
+    the middle of each.
+
+    A shared machine's speed drifts by tens of percent within minutes, slowly against a chunk's few seconds: an
+    item's ``ms`` is its median over its chunk's speed, the reference's median there over ``level`` (default:
+    the median of the chunks' reference medians), so every item is in the units of one speed. Returns
+    ``{"spec", "ms": level, "chunks", "speed": [least, most]}``, what the model file keeps as its reference."""
     from tqdm import tqdm
 
     order = np.random.default_rng(seed).permutation(len(items))
     rounds = max(1, min(3, settings.runs))
-    bar = tqdm(total=len(items) * rounds, desc="calibrating", unit="item", disable=not progress, leave=False)
+    ref = drift_reference()
+    ref_shape = ms.input_shape(ref, settings.batch)
+    bar = tqdm(total=(len(items) + 2 * math.ceil(len(items) / chunk)) * rounds, desc="calibrating", unit="item",
+               disable=not progress, leave=False)
+    chunks = []
     try:
         for a in range(0, len(order), chunk):
             part = [items[j] for j in order[a:a + chunk]]
-            timings = ms.measure_many([(it.build(), it.shape) for it in part], settings, rounds=rounds,
-                                      progress=bar.update)
-            for it, tm in zip(part, timings):
-                it.timing, it.ms = tm, tm.median_ms
+            h = len(part) // 2
+            runs = [(it.build(), it.shape) for it in part]
+            runs = [(ms.build(ref), ref_shape)] + runs[:h] + [(ms.build(ref), ref_shape)] + runs[h:]
+            timings = ms.measure_many(runs, settings, rounds=rounds, progress=bar.update)
+            r = statistics.median(timings[0].samples + timings[h + 1].samples)  # at the start and in the middle
+            chunks.append((part, r, timings[1:h + 1] + timings[h + 2:]))
     finally:
         bar.close()
+    level = float(np.median([r for _, r, _ in chunks])) if level is None else level
+    for part, r, timings in chunks:
+        for it, tm in zip(part, timings):
+            it.timing, it.ms = tm, tm.median_ms * level / r
+    speeds = [r / level for _, r, _ in chunks]
+    return {"spec": to_dict(ref), "ms": level, "chunks": len(chunks), "speed": [min(speeds), max(speeds)]}
 
 
 def fit_items(items: Sequence[Item], families: Sequence[tuple[str, str]],
@@ -380,8 +412,9 @@ def fit_items(items: Sequence[Item], families: Sequence[tuple[str, str]],
     for block, act in families:
         mine = [it for it in items if it.family == (block, act)]
         parts = [(it.features, it.ms) for it in mine if it.role != "network"]
-        nets = [(it.spec, it.features, it.ms) for it in mine if it.role == "network"]
-        fam, record = fit_family(block, act, parts, nets)
+        nets = [it for it in mine if it.role == "network"]
+        fam, record = fit_family(block, act, parts, [(it.spec, it.features, it.ms) for it in nets],
+                                 [it.spec.name.startswith(REFINED) for it in nets])
         out.append(fam)
         fits[f"{block}:{act}"] = record
         if log is not None:
@@ -393,20 +426,37 @@ ANCHORS = 4  # networks per family whose measured latency the model file keeps, 
 
 
 def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rounds: int = 3,
-          progress: Callable[[int], None] | None = None) -> tuple[float, list]:
-    """How fast the device runs now against when the model was calibrated: the model's anchor networks
-    (``ANCHORS`` a family, kept in its file with their measured latency) timed again, interleaved with the
-    specs ``others``; returns the median of now / then (1.1: 10% slower than at calibration; nan without
-    anchors) and the timings of others. On a shared machine this drifts by tens of percent within minutes;
-    a latency measured now, divided by it, is in the model's units."""
+          chunk: int = 8) -> tuple[float, list, list[float]]:
+    """How fast the device runs now against when the model was calibrated, for each of the specs ``others``
+    timed now: they are timed in chunks of ``chunk``, the model's drift reference first and in the middle of
+    each (as ``measure_items`` did); a spec's speed is its chunk's reference median over the model's level
+    (1.1: 10% slower than at calibration), and its latency measured now, over that speed, is in the model's
+    units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
+    their speeds. A model file without a reference uses its anchor networks (``ANCHORS`` a family), timed
+    with all of others: one speed for them all (nan without anchors)."""
+    others = list(others)
+    ref = model.meta.get("reference")
+    if ref:
+        spec = from_dict(ref["spec"])
+        level = float(ref["ms"])
+        timings: list = []
+        factors: list[float] = []
+        for a in range(0, max(1, len(others)), chunk):
+            part = others[a:a + chunk]
+            h = len(part) // 2
+            tm = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch))
+                                  for s in [spec] + part[:h] + [spec] + part[h:]], settings, rounds=rounds)
+            timings += tm[1:h + 1] + tm[h + 2:]
+            factors += [statistics.median(tm[0].samples + tm[h + 1].samples) / level] * max(1, len(part))
+        return float(np.median(factors)), timings, factors[:len(others)]
     anchors = model.meta.get("anchors") or []
-    specs = [from_dict(a["spec"]) for a in anchors] + list(others)
+    specs = [from_dict(a["spec"]) for a in anchors] + others
     timings = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings,
-                              rounds=rounds, progress=progress)
+                              rounds=rounds)
     now = np.array([t.median_ms for t in timings[:len(anchors)]])
     then = np.array([float(a["ms"]) for a in anchors])
     factor = float(np.median(now / then)) if len(anchors) else math.nan
-    return factor, timings[len(anchors):]
+    return factor, timings[len(anchors):], [factor] * len(others)
 
 
 def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str | None = None,
@@ -425,7 +475,7 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
     t0 = time.perf_counter()
     load0 = ms.load_average()
     items = items_for(fams, g, seed, settings.batch)
-    measure_items(items, settings, seed, progress, chunk)
+    reference = measure_items(items, settings, seed, progress, chunk)
     out, fits = fit_items(items, fams, None if g.refine else log)
     if g.refine:  # designs under latency budgets of the first model, measured, and the model fitted again
         first = LatencyModel(tuple(out))
@@ -434,7 +484,10 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
             for res in g.resolutions:
                 specs = refine_specs(first, block, act, max(1, g.refine // len(g.resolutions)), g.macs, res)
                 more += _spec_items(block, act, specs, settings.batch)
-        measure_items(more, settings, seed + 1, progress, chunk)
+        more_ref = measure_items(more, settings, seed + 1, progress, chunk, reference["ms"])
+        reference["chunks"] += more_ref["chunks"]
+        reference["speed"] = [min(reference["speed"][0], more_ref["speed"][0]),
+                              max(reference["speed"][1], more_ref["speed"][1])]
         items += more
         out, fits = fit_items(items, fams, log)
     env = ms.environment(settings)
@@ -446,10 +499,10 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
             "measure": {"warmup": settings.warmup, "runs": settings.runs, "statistic": "median"},
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(time.perf_counter() - t0, 1),
-            "load_average": [load0, ms.load_average()], "anchors": anchors, "fits": fits}
+            "load_average": [load0, ms.load_average()], "reference": reference, "anchors": anchors, "fits": fits}
     return LatencyModel(tuple(out), meta)
 
 
 __all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "family_problem",
-           "random_specs", "design_specs", "refine_specs", "speed", "ANCHORS",
+           "random_specs", "design_specs", "refine_specs", "speed", "ANCHORS", "drift_reference",
            "items_for", "DEFAULT_FAMILIES", "DEFAULT_ACT"]

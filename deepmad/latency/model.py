@@ -142,26 +142,47 @@ def _corrected(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, fixe
     return th if a <= 0 else _fold(th, a, b, fixed)
 
 
+def _fit(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, fixed: int, w: float) -> np.ndarray:
+    """θ fitted one way: w = 0, the parts then a correction on the networks; w > 0, jointly (``_joint``)."""
+    return _corrected(A, t, N, tn, fixed) if w == 0 else _joint(A, t, N, tn, w)
+
+
+def held_out(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray, fixed: int, w: float) -> np.ndarray:
+    """predicted / measured − 1 of every network by a fit (``_fit``) that left its fold out (FOLDS folds)."""
+    folds = np.arange(len(tn)) % FOLDS
+    err = np.empty(len(tn))
+    for f in range(FOLDS):
+        tr, te = folds != f, folds == f
+        err[te] = N[te] @ _fit(A, t, N[tr], tn[tr], fixed, w) / tn[te] - 1
+    return err
+
+
 def choose(A: np.ndarray, t: np.ndarray, N: np.ndarray, tn: np.ndarray,
            fixed: int) -> tuple[float, dict[str, float]]:
     """The way of fitting (0: parts, then a correction on the networks; w > 0: parts and networks jointly,
     a network weighted w) whose predictions of networks it was not fitted on are best: FOLDS-fold cross-
     validation over the networks, the mean |predicted / measured − 1| of the held-out ones."""
-    folds = np.arange(len(tn)) % FOLDS
-    cv: dict[str, float] = {}
-    for w in (0.0,) + JOINT_WEIGHTS:
-        err = np.empty(len(tn))
-        for f in range(FOLDS):
-            tr, te = folds != f, folds == f
-            th = _corrected(A, t, N[tr], tn[tr], fixed) if w == 0 else _joint(A, t, N[tr], tn[tr], w)
-            err[te] = np.abs(N[te] @ th / tn[te] - 1)
-        cv[f"{w:g}"] = float(err.mean())
+    cv = {f"{w:g}": float(np.abs(held_out(A, t, N, tn, fixed, w)).mean()) for w in (0.0,) + JOINT_WEIGHTS}
     best = min(cv, key=lambda k: (cv[k], float(k)))
     return float(best), cv
 
 
+MARGIN_MIN = 4  # networks designed under latency budgets needed to tell the design margin (below: none)
+MARGIN_MAX = 0.25
+
+
+def design_margin(err: np.ndarray) -> float:
+    """The design margin from held-out errors (predicted / measured − 1) of networks designed under latency
+    budgets: how much slower than predicted the median one ran (0 if they ran faster), at most MARGIN_MAX.
+    An optimizer goes where the model errs in its favour (the optimizer's curse), so designs at a budget run
+    slower than the model's error on other networks suggests; budgets are met with this margin."""
+    slower = float(np.median(1 / (1 + err) - 1)) if len(err) >= MARGIN_MIN else 0.0
+    return min(MARGIN_MAX, max(0.0, slower))
+
+
 def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
-               networks: Sequence[tuple[Any, dict, float]] = ()) -> tuple[Family, dict[str, Any]]:
+               networks: Sequence[tuple[Any, dict, float]] = (),
+               budgeted: Sequence[bool] = ()) -> tuple[Family, dict[str, Any]]:
     """The coefficients of a family from measured parts (blocks, stems, heads, tails: their features and ms)
     and measured whole networks (spec, features, ms), all non-negative (so the model stays a posynomial).
 
@@ -170,8 +191,10 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
     networks at once, a network's relative error weighted by the weight that predicts networks left out best
     (``choose``: cross-validation; 0 there means the correction below won). With fewer, the parts alone, then
     a correction predicted = a · Σ parts + b (a, b >= 0, ``correction``: kept only where it predicts left-out
-    networks better), folded into the coefficients (every θ times a, ``net`` = b). Returns the family and its
-    fit record (errors of parts and networks, and how they were fitted)."""
+    networks better), folded into the coefficients (every θ times a, ``net`` = b). budgeted: which networks
+    were designed under a latency budget; their held-out errors give the family's design margin
+    (``design_margin``; with the joint fit only). Returns the family and its fit record (errors of parts and
+    networks, how they were fitted, the margin)."""
     keys = sorted({k for f, _ in parts for k in f} | {k for _, f, _ in networks for k in f} | {("net", "one")})
     kinds = sorted({k for k, _ in keys})
     fixed = keys.index(("net", "one"))
@@ -180,10 +203,10 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
     alone = _nnls_relative(A, t)
     record: dict[str, Any] = {"parts": errors(A @ alone, t)}
 
-    def family(th: np.ndarray) -> Family:
+    def family(th: np.ndarray, margin: float = 0.0) -> Family:
         value = dict(zip(keys, th))
         coef = tuple((k, tuple(float(value.get((k, f), 0.0)) for f in FEATURES[kind_group(k)])) for k in kinds)
-        return Family(block, act, coef)
+        return Family(block, act, coef, margin)
 
     if not networks:
         return family(alone), record
@@ -192,15 +215,21 @@ def fit_family(block: str, act: str, parts: Sequence[tuple[dict, float]],
     record["networks_uncorrected"] = errors(N @ alone, tn)
     if len(networks) >= JOINT_MIN:
         w, cv = choose(A, t, N, tn, fixed)
-        theta = _corrected(A, t, N, tn, fixed) if w == 0 else _joint(A, t, N, tn, w)
+        theta = _fit(A, t, N, tn, fixed, w)
         record["joint"] = {"weight": w, "folds": FOLDS, "cross_validation": cv}
         record["parts"] = errors(A @ theta, t)
+        mine = np.array(list(budgeted) + [False] * (len(tn) - len(budgeted)), dtype=bool)
+        held = held_out(A, t, N, tn, fixed, w)[mine]
+        margin = design_margin(held)
+        record["margin"] = {"count": int(mine.sum()), "margin": margin,
+                            "held_out_bias": float(np.median(held)) if len(held) else None}
     else:
         a, b, loo = correction(N @ alone, tn)
         record["correction"] = {"scale": float(a), "overhead_ms": float(b), "applied": bool(a != 1.0 or b != 0.0),
                                 "leave_one_out": loo}
         theta = _fold(alone, a, b, fixed)
-    fam = family(theta)
+        margin = 0.0
+    fam = family(theta, margin)
     record["networks"] = errors([predict(LatencyModel((fam,)), spec).total for spec, _, _ in networks], tn)
     return fam, record
 
@@ -247,8 +276,12 @@ def describe_fit(fit: dict[str, Any] | None) -> str:
         else:
             how = "no correction: it did not predict held-out networks better"
         out += f"; networks {one(fit.get('networks'))} ({how})"
+    m = fit.get("margin")
+    if m and m.get("count"):
+        out += (f"; design margin {100 * m['margin']:.1f}% ({m['count']} designs under latency budgets, held out: "
+                f"median {100 * m['held_out_bias']:+.1f}% predicted against measured)")
     return out
 
 
 __all__ = ["read", "load", "save", "as_model", "mismatches", "warn_if_foreign", "fit_family", "correction",
-           "choose", "errors", "describe_fit", "LatencyModelWarning", "LatencyModelError"]
+           "choose", "held_out", "design_margin", "errors", "describe_fit", "LatencyModelWarning", "LatencyModelError"]

@@ -153,6 +153,10 @@ def test_bench_onnxruntime_and_text(capsys, tmp_path):
     (["--latency", "fast", "--latency-model", "M"], ["latency: expected a duration like 30ms"]),
     (["--latency", "30ms"], ["--latency: needs --latency-model FILE"]),
     (["--latency", "30ms", "--latency-model", "/nonexistent/cpu.json"], ["/nonexistent/cpu.json: cannot read"]),
+    (["--latency", "30ms", "--latency-model", "M", "--latency-margin", "150%"],
+     ["latency_margin: expected a margin from 0 to below 100%", "'150%'"]),
+    (["--latency", "30ms", "--latency-model", "M", "--latency-margin", "lots"],
+     ["latency_margin: expected auto (the latency model's design margin)"]),
 ])
 def test_design_bad_latency_input(capsys, model_file, argv, words):
     argv = [model_file if a == "M" else a for a in argv]
@@ -201,6 +205,35 @@ def test_design_with_a_latency_budget(capsys, model_file):
                        model_file, *CHEAP)
     assert code == 0 and "latency model  " + model_file in out and "the gap's bound includes it" in out
     assert f"% of {budget:g} ms" in out
+
+
+def test_design_keeps_the_models_design_margin(capsys, tmp_path, model_file):
+    """A model whose bottleneck family has a design margin of 10%: by default the design's predicted latency is
+    within budget / 1.1, reported beside the budget asked; --latency-margin 0 holds it to the budget."""
+    data = json.loads(open(model_file).read())
+    for f in data["families"]:
+        f["margin"] = 0.1 if f["block"] == "bottleneck" else 0.0
+    path = tmp_path / "margin.latency.json"
+    path.write_text(json.dumps(data))
+    free = json.loads(run(capsys, "design", "--preset", "deepmad-r18", "--latency-model", str(path), "--json",
+                          *CHEAP)[1])
+    budget = 0.8 * free["latency"]["predicted_ms"]
+    code, out, err = run(capsys, "design", "--preset", "deepmad-r18", "--latency", f"{budget}ms", "--latency-model",
+                         str(path), "--json", *CHEAP)
+    doc = json.loads(out)
+    assert code == 0 and err == ""
+    assert doc["budget"]["latency_ms"] == pytest.approx(budget) and doc["budget"]["latency_margin"] == 0.1
+    assert doc["budget"]["latency_limit_ms"] == pytest.approx(budget / 1.1)
+    assert doc["latency"]["predicted_ms"] <= budget / 1.1 * (1 + 1e-9) and doc["latency"]["margin"] == 0.1
+    assert doc["usage"]["latency"] == pytest.approx(doc["latency"]["predicted_ms"] / budget)
+    code, out, _ = run(capsys, "design", "--preset", "deepmad-r18", "--latency", f"{budget}ms", "--latency-model",
+                       str(path), *CHEAP)
+    assert code == 0 and f"designed within {budget / 1.1:.4g} ms: a design margin of 10.0%" in out
+    code, out, _ = run(capsys, "design", "--preset", "deepmad-r18", "--latency", f"{budget}ms", "--latency-model",
+                       str(path), "--latency-margin", "0", "--json", *CHEAP)
+    none = json.loads(out)
+    assert none["budget"]["latency_limit_ms"] == pytest.approx(budget) and none["budget"]["latency_margin"] == 0
+    assert budget / 1.1 < none["latency"]["predicted_ms"] <= budget * (1 + 1e-9)
 
 
 def test_design_infeasible_latency_names_the_fastest_network(capsys, model_file):

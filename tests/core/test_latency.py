@@ -308,3 +308,41 @@ def test_parse_ms(text, ms):
 def test_parse_ms_rejects(text):
     with pytest.raises(ValueError, match="latency: expected a"):
         lat.parse_ms(text)
+
+
+@pytest.mark.parametrize("text,value", [("auto", None), (None, None), ("5%", 0.05), ("0", 0.0), (0.1, 0.1),
+                                        (" 2.5 % ", 0.025)])
+def test_parse_margin(text, value):
+    assert lat.parse_margin(text) == (None if value is None else pytest.approx(value))
+
+
+@pytest.mark.parametrize("text", ["-5%", "100%", "1.5", "lots", "nan", True])
+def test_parse_margin_rejects(text):
+    with pytest.raises(ValueError, match="latency_margin: expected"):
+        lat.parse_margin(text)
+
+
+def test_design_margin_is_kept_below_the_budget_asked():
+    """A family's design margin m (in its model file) holds designs to latency / (1 + m) under 'auto'; the budget
+    asked is reported back; latency_margin=0 holds them to the budget itself."""
+    from deepmad import api
+
+    p = PRESETS["deepmad-mb"]
+    base = synthetic_latency_model([p.space], 0)
+    fam = replace(base.families[0], margin=0.08)
+    model = lat.from_dict(lat.to_dict(lat.LatencyModel((fam,))))
+    assert model.families[0].margin == 0.08
+    free = lat.predict(model, api.design("deepmad-mb", bound_nodes=0).spec).total
+    t = 0.8 * free
+    d = api.design("deepmad-mb", latency=t, latency_model=model, bound_nodes=0)
+    b = d.problem.budget
+    assert b.latency_margin == 0.08 and b.latency == pytest.approx(t / 1.08) and b.latency_asked == pytest.approx(t)
+    pred = lat.predict(model, d.spec).total
+    assert pred <= t / 1.08 * (1 + 1e-9)
+    d0 = api.design("deepmad-mb", latency=t, latency_model=model, latency_margin=0, bound_nodes=0)
+    assert d0.problem.budget.latency == t and lat.predict(model, d0.spec).total > t / 1.08  # the margin binds
+    assert d0.objective >= d.objective
+    d5 = api.design("deepmad-mb", latency=t, latency_model=model, latency_margin="5%", bound_nodes=0)
+    assert d5.problem.budget.latency == pytest.approx(t / 1.05)
+    with pytest.raises(lat.LatencyModelError, match=r"margin: expected a number in \[0, 1\)"):
+        lat.from_dict({**lat.to_dict(model), "families": [{**lat.to_dict(model)["families"][0], "margin": 1.5}]})

@@ -99,6 +99,28 @@ def test_joint_fit_learns_from_the_networks():
     assert np.percentile(e_joint, 90) < 0.8 * np.percentile(e_old, 90)
 
 
+def test_design_margin_from_held_out_designs():
+    """The design margin: how much slower than predicted (held out) the designs under latency budgets ran, their
+    median, clipped to [0, MARGIN_MAX]; none with fewer than MARGIN_MIN. In a fit, networks timed 10% slower
+    than the true model's prediction (the designs) give about 10%, the rest exact."""
+    from deepmad.latency.model import MARGIN_MAX, MARGIN_MIN, design_margin
+
+    assert design_margin(np.array([-0.1] * MARGIN_MIN)) == pytest.approx(1 / 0.9 - 1)
+    assert design_margin(np.array([0.05, 0.1, 0.2, 0.0])) == 0.0  # faster than predicted: no margin
+    assert design_margin(np.array([-0.5] * MARGIN_MIN)) == MARGIN_MAX
+    assert design_margin(np.array([-0.1] * (MARGIN_MIN - 1))) == 0.0
+    block, act = "bottleneck", "relu"
+    true = synthetic_latency_model([cal.family_space(block, act)], 3, zeros=0.0, scale=1e-6)
+    parts, nets = _measured_by(true, cal.items_for([(block, act)], replace(cal.GRIDS["small"], networks=24,
+                                                                             designs=0), 0, 1))
+    slow = [j % 3 == 0 for j in range(len(nets))]
+    nets = [(s, f, t * (1.1 if b else 1.0)) for (s, f, t), b in zip(nets, slow)]
+    fam, record = fit_family(block, act, parts, nets, slow)
+    assert record["margin"]["count"] == sum(slow)
+    assert 0.03 < fam.margin == record["margin"]["margin"] <= 0.1 + 1e-6
+    assert fit_family(block, act, parts, nets)[0].margin == 0.0  # no designs named: no margin
+
+
 def test_choose_prefers_the_correction_when_it_is_exact():
     """Networks exactly 1.1x their parts + 2 ms: the correction fits them, and cross-validation picks it (0)."""
     block, act = "mbconv", "silu"
@@ -194,3 +216,40 @@ def test_grid_covers_the_presets_layers():
             assert (len(rand), len(designed), len(nets)) == (grid.networks, grid.designs, len(rand) + len(designed))
             scale = cal.family_budget(block) * (sp.resolution / 224) ** 2
             assert all(grid.macs[0] * scale <= blocks.cost(it.spec).macs <= grid.macs[1] * scale for it in rand)
+
+
+def test_drift_is_taken_out_chunk_by_chunk(monkeypatch):
+    """A device whose speed changes from chunk to chunk (every time in a chunk times its factor): items come out
+    in one speed's units (measured / true the same for all), the reference level is the chunks' median, and
+    speed() later tells each spec's speed from the reference timed before its chunk."""
+    true = {"REF": 5.0}
+    slow = iter([1.0, 1.3, 0.8, 1.1, 1.5, 0.9, 1.2, 1.0])
+    seen = []
+
+    def fake_measure_many(models, settings, rounds=None, progress=None, seed=0):
+        f = next(slow)
+        seen.append(f)
+        for _ in models:
+            if progress:
+                progress(1)
+        return [Timing(tuple(true[m] * f * (1 + 0.01 * j) for j in (-1, 0, 1)), 1) for m, _ in models]
+
+    monkeypatch.setattr(cal.ms, "measure_many", fake_measure_many)
+    monkeypatch.setattr(cal.ms, "build", lambda spec: spec if isinstance(spec, str) else "REF")
+    monkeypatch.setattr(cal.ms, "input_shape", lambda spec, batch: (batch, 3, 8, 8))
+    items = []
+    for j in range(20):
+        true[f"m{j}"] = 1.0 + j
+        items.append(cal.Item(("bottleneck", "relu"), "block", f"m{j}", (lambda j=j: f"m{j}"), (1, 3, 8, 8), {}))
+    ref = cal.measure_items(items, Settings(runs=3), chunk=4, progress=False)
+    assert ref["chunks"] == 5 and ref["ms"] == pytest.approx(5.0 * float(np.median(seen)))
+    assert ref["speed"] == pytest.approx([min(seen) / np.median(seen), max(seen) / np.median(seen)])
+    ratio = [it.ms / true[it.label] for it in items]
+    assert max(ratio) == pytest.approx(min(ratio), rel=1e-12) and ratio[0] == pytest.approx(np.median(seen))
+    assert len({round(it.timing.median_ms / true[it.label], 9) for it in items}) == 5  # raw: one speed a chunk
+    model = lat.LatencyModel((), {"reference": ref})
+    seen.clear()
+    true.update(a=2.0, b=3.0, c=4.0)
+    factor, timings, speeds = cal.speed(model, Settings(runs=3), ["a", "b", "c"], chunk=2)
+    assert len(timings) == 3 and speeds == pytest.approx([seen[0] * 5.0 / ref["ms"]] * 2 + [seen[1] * 5.0 / ref["ms"]])
+    assert [t.median_ms / true[x] for t, x in zip(timings, "abc")] == pytest.approx([seen[0]] * 2 + [seen[1]])
