@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import math
 import os
-import sys
 
 EPILOG_DESIGN = """examples:
   deepmad design --preset deepmad-r50
@@ -154,18 +153,19 @@ def write_spec(args, spec, out: str, save=None) -> str:
 @contextlib.contextmanager
 def _proof_progress(enabled: bool):
     """A progress callback for the branch and bound: a tqdm bar on stderr (nodes, bound, best design, gap), shown
-    only once the proof has run for a second; None when disabled."""
+    only once the proof has run for a second (``deepmad.progress``: off a terminal, a line a minute); None when
+    disabled."""
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     bar = None
 
     def progress(nodes: int, bound: float, incumbent: float) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(desc="proving", unit=" nodes", file=sys.stderr, delay=1.0, leave=False, dynamic_ncols=True)
+            bar = progress_bar(desc="proving", unit=" nodes", delay=1.0)
         bar.update(nodes - bar.n)
         gap = (bound - incumbent) / abs(incumbent) if incumbent not in (0.0, -math.inf) else math.inf
         bar.set_postfix_str(f"best {incumbent:,.2f}  bound {bound:,.2f}  gap {100 * gap:.3g}%", refresh=False)

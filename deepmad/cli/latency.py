@@ -110,12 +110,12 @@ def _bench(args) -> str:
     if model is not None:
         warn_if_foreign(model)
     shape = ms.input_shape(spec, settings.batch)
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     rounds = min(settings.runs, 5)
     load0 = ms.load_average()
-    with tqdm(total=rounds, desc=f"bench {spec.name or args.model}", unit="round", leave=False,
-              disable=args.quiet or args.json) as bar:
+    with progress_bar(total=rounds, desc=f"bench {spec.name or args.model}", unit="round",
+                      enabled=not (args.quiet or args.json)) as bar:
         t = ms.measure_many([(ms.build(spec), shape)], settings, rounds=rounds, progress=bar.update)[0]
     env = ms.environment(settings)
     load1 = ms.load_average()

@@ -106,9 +106,9 @@ def _sweep(args) -> str:
     S.check_out(paths, args.force)
     bar = None
     if not (args.quiet or args.json):
-        from tqdm import tqdm
+        from ..progress import bar as progress_bar
 
-        bar = tqdm(total=len(values), desc=f"sweep {quantity}", unit="design", file=sys.stderr, leave=False)
+        bar = progress_bar(total=len(values), desc=f"sweep {quantity}", unit="design")
 
     def progress(done: int, total: int) -> None:
         if bar is not None:

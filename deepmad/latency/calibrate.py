@@ -377,14 +377,14 @@ def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, p
     item's ``ms`` is its median over its chunk's speed, the reference's median there over ``level`` (default:
     the median of the chunks' reference medians), so every item is in the units of one speed. Returns
     ``{"spec", "ms": level, "chunks", "speed": [least, most]}``, what the model file keeps as its reference."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     order = np.random.default_rng(seed).permutation(len(items))
     rounds = max(1, min(3, settings.runs))
     ref = drift_reference()
     ref_shape = ms.input_shape(ref, settings.batch)
-    bar = tqdm(total=(len(items) + 2 * math.ceil(len(items) / chunk)) * rounds, desc="calibrating", unit="item",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=(len(items) + 2 * math.ceil(len(items) / chunk)) * rounds, desc="calibrating",
+                       unit="item", enabled=progress)
     chunks = []
     try:
         for a in range(0, len(order), chunk):

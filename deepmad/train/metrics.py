@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+from .. import progress
 from ..core.spec import write_atomic
 
 
@@ -49,36 +50,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-class _Lines:
-    """A file for tqdm that turns each redraw into a line of its own (for logs: no carriage returns)."""
-
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = text.replace("\r", "").replace("\x1b[A", "").strip()
-        if text:
-            self.stream.write(text + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-class _NoBar:
-    """What a bar is when bars are off."""
-
-    n = 0
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class Feedback:
@@ -129,20 +100,9 @@ class Feedback:
         return ctx()
 
     def bar(self, *, total: int, desc: str, unit: str, initial: int = 0, leave: bool = True):
-        """A tqdm bar of total units starting at initial (a do-nothing bar when off)."""
-        if not self.enabled:
-            return _NoBar()
-        from tqdm import tqdm
-
-        if self.live:
-            try:  # a terminal of unknown or zero width (some pseudo-terminals) gets 100 columns
-                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
-            except (AttributeError, OSError, ValueError):
-                sized = False
-            return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream, leave=leave,
-                        dynamic_ncols=sized, ncols=None if sized else 100, mininterval=0.25, smoothing=0.1)
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=_Lines(self.stream), leave=leave,
-                    ncols=100, mininterval=60.0, maxinterval=1e9, delay=60.0, ascii=True, smoothing=0.1)
+        """A tqdm bar of total units starting at initial (``deepmad.progress.bar``; a do-nothing bar when off)."""
+        return progress.bar(total=total, initial=initial, desc=desc, unit=unit, leave=leave, enabled=self.enabled,
+                            live=self.live, stream=self.stream)
 
 
 class Rate:
