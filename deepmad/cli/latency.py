@@ -114,16 +114,23 @@ def _bench(args) -> str:
 
     rounds = min(settings.runs, 5)
     load0 = ms.load_average()
-    with progress_bar(total=rounds, desc=f"bench {spec.name or args.model}", unit="round",
+    drift = model is not None and bool(model.meta.get("reference"))  # timed after the model's drift reference
+    with progress_bar(total=rounds * (3 if drift else 1), desc=f"bench {spec.name or args.model}", unit="round",
                       enabled=not (args.quiet or args.json)) as bar:
-        t = ms.measure_many([(ms.build(spec), shape)], settings, rounds=rounds, progress=bar.update)[0]
+        if drift:
+            from ..latency.calibrate import speed
+
+            _, (t,), (now,) = speed(model, settings, [spec], rounds=rounds, progress=bar.update)
+        else:
+            t, now = ms.measure_many([(ms.build(spec), shape)], settings, rounds=rounds, progress=bar.update)[0], None
     env = ms.environment(settings)
     load1 = ms.load_average()
     name = spec.name or str(args.model)
     if args.json:
         return report.dumps({"model": name, "input": list(shape), "macs": blocks.cost(spec).macs * settings.batch,
                              "settings": settings.to_dict(), "environment": env, "timing": t.to_dict(),
-                             "samples_ms": list(t.samples), "predicted_ms": predicted,
+                             "samples_ms": list(t.samples), "predicted_ms": predicted, "speed": now,
+                             "predicted_now_ms": None if now is None else predicted * now,
                              "latency_model": model.source if model is not None else None,
                              "load_average": [load0, load1]})
     lines = [f"{name}: {ms.describe(env)}; input {'x'.join(map(str, shape))}",
@@ -132,6 +139,11 @@ def _bench(args) -> str:
     if predicted is not None:
         lines.append(f"  predicted {predicted:.2f} ms by {model.source} ({100 * (predicted / t.median_ms - 1):+.1f}% "
                      f"of the measured median)")
+    if now is not None:
+        ref = model.meta["reference"]
+        lines.append(f"  the device ran at {now:.3f} of its calibration's speed (its drift reference "
+                     f"{ref['spec'].get('name', '')} timed with it): predicted {predicted * now:.2f} ms at that speed "
+                     f"({100 * (predicted * now / t.median_ms - 1):+.1f}%)")
     note = " (more than the CPUs: other work competed, timings are inflated)" if load1 and load1 > (os.cpu_count() or 1) else ""
     lines.append(f"  load average {load0:.2f} before, {load1:.2f} after{note}" if load0 is not None else "")
     return "\n".join(x for x in lines if x) + "\n"

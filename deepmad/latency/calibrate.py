@@ -426,13 +426,13 @@ ANCHORS = 4  # networks per family whose measured latency the model file keeps, 
 
 
 def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rounds: int = 3,
-          chunk: int = 8) -> tuple[float, list, list[float]]:
+          chunk: int = 8, progress: Callable[[int], None] | None = None) -> tuple[float, list, list[float]]:
     """How fast the device runs now against when the model was calibrated, for each of the specs ``others``
     timed now: they are timed in chunks of ``chunk``, the model's drift reference first and in the middle of
     each (as ``measure_items`` did); a spec's speed is its chunk's reference median over the model's level
     (1.1: 10% slower than at calibration), and its latency measured now, over that speed, is in the model's
     units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
-    their speeds. A model file without a reference uses its anchor networks (``ANCHORS`` a family), timed
+    their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its anchor networks (``ANCHORS`` a family), timed
     with all of others: one speed for them all (nan without anchors)."""
     others = list(others)
     ref = model.meta.get("reference")
@@ -445,14 +445,15 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
             part = others[a:a + chunk]
             h = len(part) // 2
             tm = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch))
-                                  for s in [spec] + part[:h] + [spec] + part[h:]], settings, rounds=rounds)
+                                  for s in [spec] + part[:h] + [spec] + part[h:]], settings, rounds=rounds,
+                                 progress=progress)
             timings += tm[1:h + 1] + tm[h + 2:]
             factors += [statistics.median(tm[0].samples + tm[h + 1].samples) / level] * max(1, len(part))
         return float(np.median(factors)), timings, factors[:len(others)]
     anchors = model.meta.get("anchors") or []
     specs = [from_dict(a["spec"]) for a in anchors] + others
     timings = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings,
-                              rounds=rounds)
+                              rounds=rounds, progress=progress)
     now = np.array([t.median_ms for t in timings[:len(anchors)]])
     then = np.array([float(a["ms"]) for a in anchors])
     factor = float(np.median(now / then)) if len(anchors) else math.nan

@@ -94,7 +94,18 @@ def test_calibrate_on_a_tiny_grid(tmp_path):
     one_error(r.returncode, r.stdout, r.stderr, "covers bottleneck (relu), mbconv (silu) blocks, not basic (relu)")
     r = subprocess.run([sys.executable, "-m", "deepmad", "latency", "show", str(out_file)], capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 0 and "bottleneck (relu): parts median" in r.stdout
+    assert r.returncode == 0 and "bottleneck (relu): parts median" in r.stdout and "drift reference" in r.stdout
+    ref = model.meta["reference"]
+    assert ref["ms"] > 0 and ref["chunks"] >= 1 and ref["speed"][0] <= 1.0 <= ref["speed"][1]
+    assert from_dict(ref["spec"]) == cal.drift_reference()
+    # bench with it: timed after the drift reference, the prediction also at the device's speed now
+    r = subprocess.run([sys.executable, "-m", "deepmad", "bench", "deepmad-mb", "--resolution", "32", "--runs", "2",
+                        "--warmup", "0", "--latency-model", str(out_file), "--json"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["speed"] > 0 and doc["predicted_now_ms"] == pytest.approx(doc["predicted_ms"] * doc["speed"])
+    assert doc["timing"]["runs"] == 2
 
 
 def test_calibrate_keeps_an_existing_file(capsys, tmp_path):
