@@ -382,7 +382,7 @@ def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, p
     order = np.random.default_rng(seed).permutation(len(items))
     rounds = max(1, min(3, settings.runs))
     ref = drift_reference()
-    ref_shape = ms.input_shape(ref, settings.batch)
+    ref_run = (ms.build(ref), ms.input_shape(ref, settings.batch))  # built once, timed twice in every chunk
     bar = progress_bar(total=(len(items) + 2 * math.ceil(len(items) / chunk)) * rounds, desc="calibrating",
                        unit="item", enabled=progress)
     chunks = []
@@ -391,7 +391,7 @@ def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, p
             part = [items[j] for j in order[a:a + chunk]]
             h = len(part) // 2
             runs = [(it.build(), it.shape) for it in part]
-            runs = [(ms.build(ref), ref_shape)] + runs[:h] + [(ms.build(ref), ref_shape)] + runs[h:]
+            runs = [ref_run] + runs[:h] + [ref_run] + runs[h:]
             timings = ms.measure_many(runs, settings, rounds=rounds, progress=bar.update)
             r = statistics.median(timings[0].samples + timings[h + 1].samples)  # at the start and in the middle
             chunks.append((part, r, timings[1:h + 1] + timings[h + 2:]))
@@ -438,14 +438,15 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     ref = model.meta.get("reference")
     if ref:
         spec = from_dict(ref["spec"])
+        ref_run = (ms.build(spec), ms.input_shape(spec, settings.batch))
         level = float(ref["ms"])
         timings: list = []
         factors: list[float] = []
         for a in range(0, max(1, len(others)), chunk):
             part = others[a:a + chunk]
             h = len(part) // 2
-            tm = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch))
-                                  for s in [spec] + part[:h] + [spec] + part[h:]], settings, rounds=rounds,
+            runs = [(ms.build(s), ms.input_shape(s, settings.batch)) for s in part]
+            tm = ms.measure_many([ref_run] + runs[:h] + [ref_run] + runs[h:], settings, rounds=rounds,
                                  progress=progress)
             timings += tm[1:h + 1] + tm[h + 2:]
             factors += [statistics.median(tm[0].samples + tm[h + 1].samples) / level] * max(1, len(part))
