@@ -80,8 +80,8 @@ def problem(preset: str | None = None, *, block: str | None = None, flops: Any =
     alpha = parse_alpha(alpha)
     margin = _lat.parse_margin(latency_margin)
     if latency is None and margin is not None:
-        warnings.warn("latency_margin: applies to a latency budget only (latency=...); ignored", DeepMADWarning,
-                      stacklevel=2)
+        warnings.warn("latency_margin: applies to a latency budget only (latency=..., --latency); ignored",
+                      DeepMADWarning, stacklevel=2)
     if not multiscale and alpha is not None:
         raise ValueError("alpha: multiscale=False (--no-multiscale) sets alpha to (0, ..., 0, 1); give one or the other")
     latency = None if latency is None else _lat.parse_ms(latency, "latency")

@@ -367,3 +367,16 @@ def test_counts_of_a_huge_spec_are_exact_integers():
     convs = blocks.convs(s)
     assert type(a.flops) is int and a.flops == sum(c.macs for c in convs) and a.flops > 2**53
     assert type(a.params) is int and a.params == sum(c.params for c in convs)
+
+
+def test_a_latency_margin_without_a_latency_budget_warns():
+    import warnings
+
+    from deepmad import api
+    from deepmad.core.result import DeepMADWarning
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        api.problem("deepmad-r18", latency_margin="5%")
+    assert [str(x.message) for x in w if issubclass(x.category, DeepMADWarning)] == [
+        "latency_margin: applies to a latency budget only (latency=..., --latency); ignored"]
