@@ -75,6 +75,13 @@ class Budget:
         """The latency budget as asked (ms): ``latency`` with the design margin added back."""
         return None if self.latency is None else self.latency * (1 + self.latency_margin)
 
+    def latency_text(self) -> str:
+        """'30 ms', or with a design margin '28.57 ms (the budget 30 ms less the design margin 5.0%)'."""
+        if not self.latency_margin:
+            return f"{self.latency:.4g} ms"
+        return (f"{self.latency:.4g} ms (the budget {self.latency_asked:.4g} ms less the design margin "
+                f"{100 * self.latency_margin:.1f}%)")
+
 
 @dataclass(frozen=True)
 class Space:
@@ -404,9 +411,7 @@ def over_budget(problem: Problem) -> str | None:
         if least > b.latency:
             sp, col = problem.space, columns(problem.space.n)
             mids = f", mid {', '.join(str(v) for v in x[col['m']])}" if sp.has_mid else ""
-            asked = (f"{b.latency_asked:.4g} ms ({b.latency:.4g} ms less the design margin {100 * b.latency_margin:.1f}%)"
-                     if b.latency_margin else f"{b.latency:.4g} ms")
-            parts.append(f"latency: the budget {asked} is below {least:.4g} ms, the least any network of "
+            parts.append(f"latency: the budget {b.latency_text()} is below {least:.4g} ms, the least any network of "
                          f"this space takes under {b.latency_model.source or 'the latency model'} (its fastest "
                          f"network: stem {x[0]}, channels {', '.join(str(v) for v in x[col['c']])}{mids}, kernels "
                          f"{', '.join(str(v) for v in x[col['k']])}, depth 1 everywhere: {t:.4g} ms)")

@@ -117,9 +117,7 @@ def infeasible_message(prob: Problem) -> str:
     b = prob.budget
     lo, hi = least_rho(prob)
     within = (f"{b.flops:.4g} FLOPs and {b.params:.4g} params" if b.latency is None else
-              f"{b.flops:.4g} FLOPs, {b.params:.4g} params and {b.latency:.4g} ms"
-              + (f" (the budget {b.latency_asked:.4g} ms less the design margin {100 * b.latency_margin:.1f}%)"
-                 if b.latency_margin else ""))
+              f"{b.flops:.4g} FLOPs, {b.params:.4g} params and {b.latency_text()}")
     return (f"rho: no design of this space meets rho <= {b.rho0:g} within {within} (proven by branch and bound); "
             f"the least rho0 any design within these budgets meets lies in [{lo:.4g}, {hi:.4g}]: raise rho0 to "
             f"{hi:.4g}, or the budgets")

@@ -367,6 +367,15 @@ def drift_reference():
     return replace(reference(name), resolution=side, name=f"{name}@{side}")
 
 
+def _timed_with_reference(ref_run, runs: list, settings: ms.Settings, rounds: int,
+                          progress: Callable[[int], None] | None) -> tuple[float, list]:
+    """runs timed interleaved (``measure.measure_many``) with the drift reference ref_run first and in their
+    middle: the reference's median over both, and the timings of runs."""
+    h = len(runs) // 2
+    tm = ms.measure_many([ref_run] + runs[:h] + [ref_run] + runs[h:], settings, rounds=rounds, progress=progress)
+    return statistics.median(tm[0].samples + tm[h + 1].samples), tm[1:h + 1] + tm[h + 2:]
+
+
 def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, progress: bool = True,
                   chunk: int = 32, level: float | None = None) -> dict:
     """Time every item (its ``timing`` and ``ms``): in a seeded shuffled order, interleaved in chunks
@@ -389,12 +398,9 @@ def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, p
     try:
         for a in range(0, len(order), chunk):
             part = [items[j] for j in order[a:a + chunk]]
-            h = len(part) // 2
-            runs = [(it.build(), it.shape) for it in part]
-            runs = [ref_run] + runs[:h] + [ref_run] + runs[h:]
-            timings = ms.measure_many(runs, settings, rounds=rounds, progress=bar.update)
-            r = statistics.median(timings[0].samples + timings[h + 1].samples)  # at the start and in the middle
-            chunks.append((part, r, timings[1:h + 1] + timings[h + 2:]))
+            r, timings = _timed_with_reference(ref_run, [(it.build(), it.shape) for it in part], settings, rounds,
+                                               bar.update)
+            chunks.append((part, r, timings))
     finally:
         bar.close()
     level = float(np.median([r for _, r, _ in chunks])) if level is None else level
@@ -432,8 +438,9 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     each (as ``measure_items`` did); a spec's speed is its chunk's reference median over the model's level
     (1.1: 10% slower than at calibration), and its latency measured now, over that speed, is in the model's
     units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
-    their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its anchor networks (``ANCHORS`` a family), timed
-    with all of others: one speed for them all (nan without anchors)."""
+    their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its
+    anchor networks (``ANCHORS`` a family), timed with all of others: one speed for them all (nan without
+    anchors)."""
     others = list(others)
     ref = model.meta.get("reference")
     if ref:
@@ -444,12 +451,10 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
         factors: list[float] = []
         for a in range(0, max(1, len(others)), chunk):
             part = others[a:a + chunk]
-            h = len(part) // 2
-            runs = [(ms.build(s), ms.input_shape(s, settings.batch)) for s in part]
-            tm = ms.measure_many([ref_run] + runs[:h] + [ref_run] + runs[h:], settings, rounds=rounds,
-                                 progress=progress)
-            timings += tm[1:h + 1] + tm[h + 2:]
-            factors += [statistics.median(tm[0].samples + tm[h + 1].samples) / level] * max(1, len(part))
+            r, tm = _timed_with_reference(ref_run, [(ms.build(s), ms.input_shape(s, settings.batch)) for s in part],
+                                          settings, rounds, progress)
+            timings += tm
+            factors += [r / level] * max(1, len(part))
         return float(np.median(factors)), timings, factors[:len(others)]
     anchors = model.meta.get("anchors") or []
     specs = [from_dict(a["spec"]) for a in anchors] + others
