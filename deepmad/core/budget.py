@@ -76,10 +76,10 @@ class Budget:
         return None if self.latency is None else self.latency * (1 + self.latency_margin)
 
     def latency_text(self) -> str:
-        """'30 ms', or with a design margin '28.57 ms (the budget 30 ms less the design margin 5.0%)'."""
+        """'30 ms', or with a design margin '28.57 ms (30 ms asked, less the design margin 5.0%)'."""
         if not self.latency_margin:
             return f"{self.latency:.4g} ms"
-        return (f"{self.latency:.4g} ms (the budget {self.latency_asked:.4g} ms less the design margin "
+        return (f"{self.latency:.4g} ms ({self.latency_asked:.4g} ms asked, less the design margin "
                 f"{100 * self.latency_margin:.1f}%)")
 
 

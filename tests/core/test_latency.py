@@ -344,7 +344,7 @@ def test_design_margin_is_kept_below_the_budget_asked():
     assert d0.objective >= d.objective
     d5 = api.design("deepmad-mb", latency=t, latency_model=model, latency_margin="5%", bound_nodes=0)
     assert d5.problem.budget.latency == pytest.approx(t / 1.05)
-    with pytest.raises(Infeasible, match=r"latency: the budget .* ms \(the budget 1e-06 ms less the design margin "
+    with pytest.raises(Infeasible, match=r"latency: the budget .* ms \(1e-06 ms asked, less the design margin "
                                          r"8\.0%\) is below"):
         api.design("deepmad-mb", latency=1e-6, latency_model=model, bound_nodes=0)
     with pytest.raises(lat.LatencyModelError, match=r"margin: expected a number in \[0, 1\)"):
