@@ -76,6 +76,7 @@ from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
 _GRID = np.linspace(0.0, 1.0, 17)  # points on the way to an LP point where the budgets are checked
+_SQUARE_AT = np.linspace(0.0, 1.0, 4)  # where on y_k's range over a box the tangents of s_k >= y_k² touch it
 VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
@@ -104,6 +105,26 @@ class Bound:
     seconds: float
     status: str  # optimal | gap_limit | node_limit | time_limit | infeasible (nothing in the space is feasible)
     lp_solves: int = 0  # linear programs HiGHS solved (every round of cuts and every bound tightening counts)
+
+
+@dataclass(frozen=True, eq=False)
+class Start:
+    """How a box's LP starts its children: the cut rows of its final LP (CA, cb) and that LP's basis; a child
+    leaves out the rows ``drop`` (basic slacks: inactive, and leaving them out keeps the basis a basis) and adds
+    the last round's cuts (CN, cbn), which its parent computed but did not solve with."""
+
+    basis: object  # highspy.HighsBasis
+    CA: np.ndarray
+    cb: np.ndarray
+    drop: np.ndarray
+    CN: np.ndarray
+    cbn: np.ndarray
+
+    def cuts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cuts a child holds: the active ones and the last round's, (rows, rhs)."""
+        keep = np.ones(len(self.cb), dtype=bool)
+        keep[self.drop] = False
+        return np.vstack([self.CA[keep], self.CN]), np.concatenate([self.cb[keep], self.cbn])
 
 
 class Relaxation:
@@ -150,7 +171,6 @@ class Relaxation:
         self._box_structure()
         self.last: dict | None = None  # the LP point of the last box solved
         self._coefs: dict[tuple, np.ndarray] = {}  # the terms' coefficients, by what decides them (box_terms)
-        self.basis = None  # the final basis of the last box solved: statuses of its columns and rows
         self.lp = _LP()
 
     def xc(self, i: int) -> int:
@@ -519,55 +539,107 @@ class Relaxation:
         return lo, hi
 
     def _box_structure(self) -> None:
-        """Index arrays of the rows every box has (fixed structure, so a parent's basis fits its children)."""
+        """Where the rows every box has keep their nonzeros (a fixed structure, so a parent's basis fits its
+        children, and the LP's matrix is assembled from values alone): ``box_rows``' McCormick rows (X, x, L'),
+        the rows of each h_j (S_j's columns, h_j, the column of c_j) and the tangents of each square (s_k, U_k's
+        depths); the static rows as they are."""
         pc, pv, pl = self.pairs.T
         P, n = len(pc), self.n
         self.bx_P = P
         self.bx_ja = np.flatnonzero(self.a_col >= 0)  # scales whose factor log(r_j² c_j) is a variable
-        self.bx_sq = 4 if n > 1 else 0  # tangent points of each square s_k >= y_k²
-        self.nbox = 4 * P + 2 * len(self.bx_ja) + self.bx_sq * (n - 1)
+        self.bx_sq = len(_SQUARE_AT) if n > 1 else 0  # tangents of each square s_k >= y_k²
+        nh, nq = 2 * len(self.bx_ja), self.bx_sq * (n - 1)
+        self.nbox = 4 * P + nh + nq
+        H = np.zeros((nh, self.nv), dtype=bool)
+        for r, j in enumerate(np.concatenate([self.bx_ja, self.bx_ja])):
+            H[r] = self.S[j] != 0
+            H[r, [self.ih + j, self.a_col[j]]] = True
+        Q = np.zeros((nq, self.nv), dtype=bool)
+        for r in range(nq):
+            k = r // max(self.bx_sq, 1)
+            Q[r, self.iS + k] = True
+            Q[r, self.iL:self.iL + n] = self.U[k] != 0
+        hr, hc = np.nonzero(H)
+        qr, qc = np.nonzero(Q)
+        self.bx_h, self.bx_q = (hr, hc), (qr, qc)
+        self.bx_rows = np.concatenate([np.repeat(np.arange(4 * P), 3), 4 * P + hr, 4 * P + nh + qr])
+        self.bx_cols = np.concatenate([np.tile(self.pairs[:, [0, 1, 2]], (4, 1)).ravel(), hc, qc]).astype(np.int32)
+        self.A0_rows = _LP.rows(self.A0)
 
     def box_rows(self, lo: np.ndarray, hi: np.ndarray):
         """Rows that depend on the box: McCormick's envelope of each X = L'·x, and of each h_j ≥ a_j·S_j
         (a_j = log(r_j² c_j) in [a_lo, a_hi], S_j in [S_lo, S_hi] over the box), and tangents of each square
-        s_k >= y_k² across y_k's range over the box. Always ``nbox`` rows, in the same order."""
+        s_k >= y_k² across y_k's range over the box. Always ``nbox`` rows, in the same order, as
+        ((row starts, columns, values) of their nonzeros, right-hand sides)."""
         pc, pv, pl = self.pairs.T
         P, nv, n = self.bx_P, self.nv, self.n
-        A = np.zeros((self.nbox, nv))
         rhs = np.empty(self.nbox)
-        r = np.arange(P)
+        mc = np.empty((4, P, 3))
         for k, (sgn, Lc, xc) in enumerate(((-1, lo[pl], lo[pv]), (-1, hi[pl], hi[pv]),
                                            (1, hi[pl], lo[pv]), (1, lo[pl], hi[pv]))):
-            rows = k * P + r
-            A[rows, pc] = sgn; A[rows, pv] = -sgn * Lc; A[rows, pl] = -sgn * xc
-            rhs[rows] = -sgn * Lc * xc
+            mc[k, :, 0], mc[k, :, 1], mc[k, :, 2] = sgn, -sgn * Lc, -sgn * xc  # columns X, x, L'
+            rhs[k * P:(k + 1) * P] = -sgn * Lc * xc
         L = slice(self.iL, self.iL + n)
         ellmin = self.ell[:, L] @ lo[L] + self.l0  # S_j >= S_lo: its terms at the box's low corner, and ρ0
         smin = np.maximum(self.S[:, :self.ih] @ lo[:self.ih] + self.s0, ellmin * np.log(ellmin / self.b.rho0))
         smin = np.maximum(smin, 0.0)
         smax = self.S[:, :self.ih] @ hi[:self.ih] + self.s0
         ja = self.bx_ja
+        hv = np.zeros(0)
         if len(ja):  # h <= a_c·S + a·S_c − a_c·S_c at (a_hi, S_lo) and (a_lo, S_hi)
             w = self.a_col[ja]
             a_c = np.concatenate([hi[w], lo[w]])
             s_c = np.concatenate([smin[ja], smax[ja]])
             j2, w2 = np.concatenate([ja, ja]), np.concatenate([w, w])
-            rows = 4 * P + np.arange(2 * len(ja))
+            r = np.arange(2 * len(ja))
             a = self.r2[j2] + a_c
-            A[rows] = -a[:, None] * self.S[j2]
-            A[rows, self.ih + j2] += 1
-            A[rows, w2] -= s_c
-            rhs[rows] = a * self.s0[j2] - a_c * s_c
-        if self.bx_sq:  # s_k >= y_k² at 4 points of y_k's range over the box: −s_k + 2 y0 U_k·L' <= y0²
+            H = -a[:, None] * self.S[j2]
+            H[r, self.ih + j2] += 1
+            H[r, w2] -= s_c
+            hv = H[self.bx_h]
+            rhs[4 * P:4 * P + len(r)] = a * self.s0[j2] - a_c * s_c
+        qv = np.zeros(0)
+        if self.bx_sq:  # s_k >= y_k² at the points _SQUARE_AT of y_k's range: −s_k + 2 y0 U_k·L' <= y0²
             ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)
             yhi = np.maximum(self.U * lo[L], self.U * hi[L]).sum(1)
-            y0 = (ylo[:, None] + (yhi - ylo)[:, None] * np.linspace(0, 1, self.bx_sq)[None]).ravel()
+            y0 = (ylo[:, None] + (yhi - ylo)[:, None] * _SQUARE_AT[None]).ravel()
             ks = np.repeat(np.arange(n - 1), self.bx_sq)
-            rows = 4 * P + 2 * len(ja) + np.arange(len(ks))
-            A[rows, self.iS + ks] = -1
-            A[rows, L] = 2 * y0[:, None] * self.U[ks]
-            rhs[rows] = y0 * y0
-        return A, rhs
+            Q = np.zeros((len(ks), nv))
+            Q[np.arange(len(ks)), self.iS + ks] = -1
+            Q[:, L] = 2 * y0[:, None] * self.U[ks]
+            qv = Q[self.bx_q]
+            rhs[4 * P + 2 * len(ja):] = y0 * y0
+        value = np.concatenate([mc.ravel(), hv, qv])
+        nz = value != 0
+        count = np.bincount(self.bx_rows[nz], minlength=self.nbox)
+        start = (np.cumsum(count) - count).astype(np.int32)
+        return (start, self.bx_cols[nz], value[nz]), rhs
+
+    def load(self, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, box, rhs: np.ndarray, start: "Start | None",
+             cuts=None) -> tuple[np.ndarray, np.ndarray]:
+        """Put max c·v over the box's rows (``box_rows``) and its cuts into the LP: those of ``start``, from its
+        basis, or else ``cuts`` (rows, rhs), or none. Returns the cuts, (rows, rhs)."""
+        if start is not None:
+            self.lp.load(c, self.matrix(box, start.CA), np.concatenate([self.b0, rhs, start.cb]), lo, hi,
+                         start.basis)
+            self.lp.delete_rows(len(self.b0) + self.nbox + start.drop)
+            self.lp.add(start.CN, start.cbn)
+            return start.cuts()
+        CA, cb = cuts if cuts is not None else (np.zeros((0, self.nv)), np.zeros(0))
+        self.lp.load(c, self.matrix(box, CA), np.concatenate([self.b0, rhs, cb]), lo, hi)
+        return CA, cb
+
+    def matrix(self, box, CA: np.ndarray):
+        """The LP's rows, static, of the box and the cuts CA, as (row starts, columns, values, rows)."""
+        parts = [self.A0_rows, box, _LP.rows(CA)]
+        starts, index, value, off = [], [], [], 0
+        for st, ix, va in parts:
+            starts.append(st + off)
+            index.append(ix)
+            value.append(va)
+            off += len(va)
+        return (np.concatenate(starts).astype(np.int32), np.concatenate(index).astype(np.int32),
+                np.concatenate(value), len(self.b0) + self.nbox + len(CA))
 
     def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
         """Tangent of s_k >= (U_k·L')² at U_k·L' = y0: −s_k + 2 y0 U_k·L' <= y0²."""
@@ -577,30 +649,30 @@ class Relaxation:
         return a, y0 * y0
 
     def solve(self, node: Node, step: int, iters: int = 30, eps: float = 1e-7, cuts=None, floor: float = -INF,
-              basis=None):
-        """Upper bound of the box's program (−inf when it holds no feasible design), and the cuts it used.
+              start: "Start | None" = None):
+        """Upper bound of the box's program (−inf when it holds no feasible design), and how its children start.
 
         Each round of cuts tightens the bound; it stops after ``iters`` rounds, when no constraint is violated,
-        or once the bound is at most ``floor`` (the box is then dropped anyway). ``cuts`` are the parent's
-        (rows, rhs), ``basis`` its final basis (statuses of columns and of static, box and cut rows): the LP
-        starts from it. The box's own cuts and basis are left in ``self.last`` / ``self.basis``."""
+        or once the bound is at most ``floor`` (the box is then dropped anyway). The LP starts from ``start``
+        (its parent's, a ``Start``: the parent's cuts and final basis) or else holds ``cuts`` ((rows, rhs), or
+        none). Returns the bound and the box's own ``Start`` (None when it was dropped or infeasible); its LP
+        point is left in ``self.last``."""
         lo, hi = self.box(node, step)
         self.box_terms(node)
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
             return -INF, None
-        A, rhs = self.box_rows(lo, hi)
-        CA, cb = cuts if cuts is not None else (np.zeros((0, self.nv)), np.zeros(0))
+        box, rhs = self.box_rows(lo, hi)
         lp = self.lp
-        n0 = len(self.b0)
-        lp.load(self.obj, np.vstack([self.A0, A, CA]), np.concatenate([self.b0, rhs, cb]), lo, hi, basis)
+        n0 = len(self.b0) + self.nbox
+        CA, cb = self.load(self.obj, lo, hi, box, rhs, start, cuts)
         best, v, inlp = INF, None, len(cb)
         for it in range(iters):
             status, val, x = lp.run()
-            if status == "failed" and basis is not None:  # the warm start did not take: from scratch
-                lp.load(self.obj, np.vstack([self.A0, A, CA]), np.concatenate([self.b0, rhs, cb]), lo, hi, None)
-                basis = None
+            if status == "failed" and start is not None:  # the warm start did not take: from scratch
+                lp.load(self.obj, self.matrix(box, CA), np.concatenate([self.b0, rhs, cb]), lo, hi)
+                start = None
                 status, val, x = lp.run()
             if status == "infeasible":
                 return -INF, None
@@ -619,16 +691,11 @@ class Relaxation:
                 break
             lp.add(NA, nb)
             inlp = len(cb)
-        cols, rows = lp.get_basis()
         # the children keep the cuts whose rows are nonbasic (active), and the last round's (not in the LP yet);
         # dropping rows with basic slacks keeps the basis a basis
-        basic = lp.BASIC
-        keep = [st != basic for st in rows[n0 + self.nbox:]] + [True] * (len(cb) - inlp)
-        keep = np.array(keep, dtype=bool)
-        kept = [st for st in rows[n0 + self.nbox:] if st != basic]
+        drop = np.flatnonzero(lp.basic_rows()[n0:n0 + inlp])
         self.last = dict(v=v, lo=lo, hi=hi, value=val, d=lp.reduced_costs())
-        self.basis = (cols, rows[:n0 + self.nbox] + kept + [basic] * (len(cb) - inlp))
-        return best, (CA[keep], cb[keep])
+        return best, Start(lp.basis(), CA[:inlp], cb[:inlp], drop, CA[inlp:], cb[inlp:])
 
     def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
         """Cuts of every convex constraint v violates (none: v solves the box's convex program)."""
@@ -691,8 +758,8 @@ class BranchAndBound:
             return None
         return Node(node.L, node.k, tuple(tuple(r) for r in z))
 
-    def narrow(self, node: Node, cuts, rounds: int = ROOT_NARROWING, channels: bool = True,
-               solved: bool = False) -> tuple[Node | None, object]:
+    def narrow(self, node: Node, cuts, rounds: int = ROOT_NARROWING,
+               channels: bool = True) -> tuple[Node | None, object]:
         """The box narrowed by optimization-based bound tightening: the least and the largest value of every
         depth and log channel count over the box's relaxation with the objective held at least the incumbent's
         (no design that beats it lies outside), repeated while the box shrinks (each round's relaxation is the
@@ -701,18 +768,17 @@ class BranchAndBound:
         if not math.isfinite(self.inc):
             return node, cuts
         cols = list(range(R.iL, R.iL + R.n)) + (list(range(R.nz)) if channels else [])
-        for r in range(rounds):
-            if not (solved and r == 0):
-                ub, cuts = R.solve(node, st, iters=ROOT_ITERS, cuts=cuts)
-                if ub <= self.inc:
-                    return None, cuts
-                if cuts is None:
-                    return node, cuts
+        for _ in range(rounds):
+            ub, start = R.solve(node, st, iters=ROOT_ITERS, cuts=cuts)
+            if ub <= self.inc:
+                return None, cuts
+            if start is None:
+                return node, cuts
+            cuts = start.cuts()
             lo, hi = R.box(node, st)
-            A, rhs = R.box_rows(lo, hi)
+            box, rhs = R.box_rows(lo, hi)
             CA, cb = cuts
-            R.lp.load(np.zeros(R.nv), np.vstack([R.A0, A, CA, -R.obj[None]]),
-                      np.concatenate([R.b0, rhs, cb, [-self.inc]]), lo, hi)
+            R.load(np.zeros(R.nv), lo, hi, box, rhs, None, (np.vstack([CA, -R.obj[None]]), np.append(cb, -self.inc)))
             nlo, nhi = lo.copy(), hi.copy()
             for j in cols:
                 for sgn in (-1.0, 1.0):
@@ -774,7 +840,7 @@ class BranchAndBound:
         return self._box_of(node, nlo, nhi)
 
     def exact(self, node: Node) -> float:
-        """Objective of the one design a box holds (−inf when infeasible)."""
+        """Objective of the one design a box holds (−inf when infeasible); a better design becomes the incumbent."""
         sp, n, st = self.sp, self.sp.n, self.sp.step
         row = [node.z[i][0] * st for i in range(n + 1)]
         row += [node.z[n + 1 + i][0] * st for i in range(n)] if sp.has_mid else [0] * n
@@ -845,6 +911,8 @@ class BranchAndBound:
             # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
             # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
             stages = sorted({int(w) for w in R.when[(R.when > 0) & (R.when < IDENT)]})
+            if stages and R.by_kernel:
+                R.box_terms(node)  # the exponents of the box's kernels
             z = R._at(v[None])[0] if stages else None
             for i in stages:
                 (a0, b0), (a1, b1) = node.z[i - 1], node.z[i]
@@ -920,20 +988,23 @@ class BranchAndBound:
         t0 = time.perf_counter()
         R, step = self.R, self.sp.step
         root = self.tighten(self.root())
-        ub, cuts = INF, None
+        ub, start, cuts = INF, None, None
         for _ in range(ROOT_ROUNDS):  # rounds of cuts, each keeping the ones tight at its end
             last = ub
-            b, cuts = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
+            b, start = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
             ub = min(ub, b)
-            if cuts is None or ub > last - 1e-3 * abs(last):
+            if start is None:
+                break
+            cuts = start.cuts()
+            if ub > last - 1e-3 * abs(last):
                 break
         nodes = 1
-        if ROOT_NARROWING and cuts is not None and ub > self.inc:
+        if ROOT_NARROWING and start is not None and ub > self.inc:
             root, cuts = self.narrow(root, cuts)
             nodes += 1
             if root is not None:
-                ub, cuts = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
-        heap = [(-ub, 0, root, cuts, R.last, R.basis)] if root is not None and ub > self.inc else []
+                ub, start = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
+        heap = [(-ub, 0, root, start, R.last)] if root is not None and ub > self.inc else []
         count, stop = 0, None
         proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
         while heap:
@@ -949,7 +1020,7 @@ class BranchAndBound:
                 break
             if progress is not None and nodes % PROGRESS_EVERY < 2:
                 progress(nodes, proven, self.inc)
-            _, _, node, cuts, info, basis = heapq.heappop(heap)
+            bound, _, node, start, info = heapq.heappop(heap)
             if info is not None:  # the incumbent may have risen since the box was pushed
                 node = self.fix(node, info)
                 if node is None:
@@ -964,17 +1035,17 @@ class BranchAndBound:
                 kid = self.tighten(kid)
                 if kid is None:
                     continue
-                R.last = R.basis = None
-                ub, kc = R.solve(kid, step, iters=self.iters, cuts=cuts, floor=self.inc, basis=basis)
+                R.last = None
+                ub, ks = R.solve(kid, step, iters=self.iters, floor=self.inc, start=start)
                 nodes += 1
-                if kc is None and ub == INF:  # the LP failed: the parent's bound and cuts hold for the child
-                    kc = cuts
-                ub = min(ub, top)  # the child's box lies in its parent's
+                if ks is None and ub == INF:  # the LP failed: the parent's bound and start hold for the child
+                    ks = start
+                ub = min(ub, -bound)  # the child's box lies in its parent's
                 if ub > self.inc and R.last is not None:
                     kid = self.fix(kid, R.last)
                 if ub > self.inc and kid is not None:
                     count += 1
-                    heapq.heappush(heap, (-ub, count, kid, kc, R.last, R.basis))
+                    heapq.heappush(heap, (-ub, count, kid, ks, R.last))
         top = min(proven, max(-heap[0][0], self.inc) if heap else self.inc)
         if stop is None:
             stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
@@ -1017,37 +1088,33 @@ class _LP:
         for option, value in (("presolve", "off"), ("threads", 1), ("simplex_strategy", 1),
                               ("simplex_dual_edge_weight_strategy", -1)):
             self.h.setOptionValue(option, value)
-        self.BASIC = highspy.HighsBasisStatus.kBasic
+        self.ROWWISE, self.MINIMIZE = int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize)
         self.solves = 0
         self.ninf = -highspy.kHighsInf
 
-    def load(self, c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+    def load(self, c: np.ndarray, A: tuple, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
              basis=None) -> None:
-        """The LP max c·x, A x <= b, lo <= x <= hi; ``basis`` (column and row statuses) to start from."""
-        hs = self.hs
-        lp = hs.HighsLp()
-        m, nv = A.shape
-        lp.num_col_, lp.num_row_ = nv, m
-        lp.col_cost_ = -c
-        lp.col_lower_, lp.col_upper_ = lo, hi
-        lp.row_lower_, lp.row_upper_ = np.full(m, self.ninf), b
-        lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
-        self._rows(lp.a_matrix_, A)
-        self.h.passModel(lp)
+        """The LP max c·x, A x <= b, lo <= x <= hi (A: row starts, columns, values, rows); ``basis`` (a
+        HighsBasis of as many rows) to start from."""
+        start, index, value, m = A
+        nv = len(c)
+        self.h.passModel(nv, m, len(value), self.ROWWISE, self.MINIMIZE, 0.0, -c, lo, hi, np.full(m, self.ninf),
+                         np.asarray(b, dtype=float), start, index, value, np.zeros(nv, dtype=np.int32))
         if basis is not None:
-            hb = hs.HighsBasis()
-            hb.col_status, hb.row_status = basis
-            hb.valid = True
-            self.h.setBasis(hb)
+            self.h.setBasis(basis)
+
+    def delete_rows(self, rows: np.ndarray) -> None:
+        """Delete the given rows (their slacks must be basic, so that the basis stays a basis)."""
+        if len(rows):
+            self.h.deleteRows(len(rows), np.asarray(rows, dtype=np.int32))
 
     @staticmethod
-    def _rows(mat, A: np.ndarray) -> tuple:
+    def rows(A: np.ndarray) -> tuple:
+        """A's nonzeros row by row: (start of each row, column indices, values)."""
         nz = A != 0
-        start = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int32)
+        count = nz.sum(1)
         index, value = np.nonzero(nz)[1].astype(np.int32), A[nz]
-        if mat is not None:
-            mat.start_, mat.index_, mat.value_ = start, index, value
-        return start[:-1], index, value
+        return (np.cumsum(count) - count).astype(np.int32), index, value
 
     def optimize_column(self, j: int, sign: float) -> tuple[str, float]:
         """max sign·x_j over the loaded model (warm-started from the last optimum): (status, value)."""
@@ -1062,13 +1129,21 @@ class _LP:
         """Reduced costs of the columns at the last optimum (of the minimisation HiGHS solves)."""
         return np.array(self.h.getSolution().col_dual)
 
-    def get_basis(self) -> tuple[list, list]:
-        """Statuses of the columns and of the rows of the last solve."""
-        b = self.h.getBasis()
-        return b.col_status, b.row_status
+    def basis(self):
+        """The basis of the last solve (a copy)."""
+        return self.h.getBasis()
+
+    def basic_rows(self) -> np.ndarray:
+        """Which rows have a basic slack at the last solve (a mask over the rows)."""
+        bv = np.asarray(self.h.getBasicVariables()[1])
+        mask = np.zeros(self.h.getNumRow(), dtype=bool)
+        mask[-bv[bv < 0] - 1] = True
+        return mask
 
     def add(self, A: np.ndarray, b: np.ndarray) -> None:
-        start, index, value = self._rows(None, A)
+        if not len(b):
+            return
+        start, index, value = self.rows(A)
         self.h.addRows(len(b), np.full(len(b), self.ninf), np.asarray(b, float), len(value), start, index, value)
 
     def run(self):
@@ -1081,7 +1156,7 @@ class _LP:
             return "infeasible", -INF, None
         if st != hs.HighsModelStatus.kOptimal:
             return "failed", INF, None
-        return "optimal", -h.getInfo().objective_function_value, np.array(h.getSolution().col_value)
+        return "optimal", -h.getObjectiveValue(), np.array(h.getSolution().col_value)
 
 
 def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:

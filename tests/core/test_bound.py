@@ -137,3 +137,22 @@ def test_design_with_proof_on_random_problems(space, scale, rho0, beta, seed):
         assert sc.objective[sc.feasible].max() <= d.bound + 1e-9 * abs(d.bound)
     again = api.solve(problem, bound_nodes=nodes)
     assert (again.x, again.bound) == (d.x, d.bound)
+
+
+@pytest.mark.parametrize("name", ["deepmad-r18", "deepmad-mb"])
+def test_a_child_started_from_its_parent_has_the_bound_of_a_cold_start(name):
+    """Children start from the parent's final basis (rows with basic slacks deleted, the last round's cuts
+    added): the LP they solve is the one a cold start with the same cuts solves, so the bound is the same."""
+    p = preset(name)
+    bb = B.BranchAndBound(p, incumbent=-math.inf)
+    R, step = bb.R, p.space.step
+    root = bb.tighten(bb.root())
+    ub, start = R.solve(root, step, iters=10)
+    assert start is not None and math.isfinite(ub)
+    kids = [k for k in (bb.tighten(k) for k in bb.branch(root, R.last)) if k is not None]
+    assert len(kids) >= 2
+    for kid in kids:
+        warm, _ = R.solve(kid, step, iters=1, start=start)
+        cold, _ = R.solve(kid, step, iters=1, cuts=start.cuts())
+        assert warm <= ub + 1e-6 * abs(ub)
+        assert warm == pytest.approx(cold, rel=1e-9)
