@@ -405,10 +405,11 @@ class Relaxation:
         z = np.minimum(z, 700.0)
         return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
 
-    def _at_segment(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """``costs`` at the points a + t·(b − a), t in ts (the segment's exponent sums are affine in t)."""
+    def _at_segment(self, ya: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """``costs`` at the points a + t·(b − a), t in ts (the segment's exponent sums are affine in t; ya:
+        a's, a @ EEL)."""
         T = len(self.coef)
-        ya, yb = a @ self.EEL, b @ self.EEL
+        yb = b @ self.EEL
         Y = ya + ts[:, None] * (yb - ya)
         Lp = Y[:, 2 * T:] + ~self.rep
         small = Lp < 1e-7
@@ -419,17 +420,17 @@ class Relaxation:
         """Each budget's cost over its limit (MACs, params, latency when budgeted) at the rows of V (rows, budgets)."""
         return self._at(V)[1] @ self.onehot
 
-    def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
+    def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float, ya: np.ndarray | None = None):
         """For each budget v breaks: tangents of the (scaled) cost of each of its parts, as rows·y <= rhs with
         that part's epigraph variable, taken where the segment from the box's cheapest design (anchor, within
-        the budgets) to v crosses the budget (found on a grid, then by a secant of log cost):
-        exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X) per
-        repeated term."""
+        the budgets; ya: anchor @ EEL if known) to v crosses the budget (found on a grid, then by a secant of
+        log cost): exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X)
+        per repeated term. Returns (rows, rhs), one row a part of each budget broken."""
         ts = _GRID
-        G = self._at_segment(anchor, v, ts)  # G[-1]: at v
+        G = self._at_segment(anchor @ self.EEL if ya is None else ya, v, ts)  # G[-1]: at v
         over = [g for g in range(self.nb) if G[-1, g] > 1 + eps]
         if not over:
-            return []
+            return np.zeros((0, self.nv)), np.zeros(0)
         W = []
         for g in over:
             k = max(int(np.argmax(G[:, g] > 1)), 1)
@@ -437,15 +438,16 @@ class Relaxation:
             t = ts[k - 1] + (ts[k] - ts[k - 1]) * (-l0 / (l1 - l0) if l1 > l0 else 1.0)
             W.append(anchor + t * (v - anchor))
         Z, _ = self._at(np.array(W))
-        out = []
+        rows, rhs = [], []
+        parts = np.arange(self.parts)
         for g, z in zip(over, Z):
             gam = self.coef * np.exp(z)
             P = self.in_part[:, g * self.parts:(g + 1) * self.parts] * gam[:, None]  # (terms, parts)
-            rows = P.T @ self.E + (P * (1 - z)[:, None]).T @ self.Lsel
-            rows[np.arange(self.parts), self.ic + g * self.parts + np.arange(self.parts)] -= 1
-            rhs = -((P * ((1 - z) * ~self.rep)[:, None]).sum(0))
-            out += list(zip(rows, rhs))
-        return out
+            r = P.T @ self.E + (P * (1 - z)[:, None]).T @ self.Lsel
+            r[parts, self.ic + g * self.parts + parts] -= 1
+            rows.append(r)
+            rhs.append(-((P * ((1 - z) * ~self.rep)[:, None]).sum(0)))
+        return np.vstack(rows), np.concatenate(rhs)
 
     def _entropy(self) -> None:
         """S_j (Σ log w to the end of scale j) and ℓ_j (its layers) as affine functions of v."""
@@ -663,6 +665,7 @@ class Relaxation:
         anchor[self.ih:] = 0.0
         if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
             return -INF, None
+        ya = anchor @ self.EEL  # the anchor's exponent sums, for the cost cuts
         box, rhs = self.box_rows(lo, hi)
         lp = self.lp
         n0 = len(self.b0) + self.nbox
@@ -682,10 +685,9 @@ class Relaxation:
             if best <= floor:  # dropped by the caller: no cuts or basis needed
                 self.last = None
                 return best, None
-            new = self._cuts(v, anchor, eps)
-            if not new:
+            NA, nb = self._cuts(v, anchor, eps, ya)
+            if not len(nb):
                 break
-            NA, nb = np.array([a for a, _ in new]), np.array([c for _, c in new])
             CA, cb = np.vstack([CA, NA]), np.concatenate([cb, nb])
             if it == iters - 1:  # the last round's cuts go to the children
                 break
@@ -697,10 +699,11 @@ class Relaxation:
         self.last = dict(v=v, lo=lo, hi=hi, value=val, d=lp.reduced_costs())
         return best, Start(lp.basis(), CA[:inlp], cb[:inlp], drop, CA[inlp:], cb[inlp:])
 
-    def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float) -> list[tuple[np.ndarray, float]]:
-        """Cuts of every convex constraint v violates (none: v solves the box's convex program)."""
+    def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float, ya: np.ndarray | None = None):
+        """Cuts of every convex constraint v violates, (rows, rhs) (none: v solves the box's convex program)."""
         n, b = self.n, self.b
-        out = self.cost_cuts(v, anchor, eps)
+        CA, cb = self.cost_cuts(v, anchor, eps, ya)
+        out = []
         ell = self.ell @ v + self.l0  # S_j >= ℓ_j log(ℓ_j / ρ0)
         f = ell * np.log(ell / b.rho0)
         for j in np.flatnonzero(f > self.S @ v + self.s0 + eps):
@@ -713,7 +716,10 @@ class Relaxation:
         if v[self.it] > -b.beta * math.exp(V) * (1 - eps):
             a = np.zeros(self.nv); a[self.it] = 1; a[self.iV] = b.beta * math.exp(V)
             out.append((a, -b.beta * math.exp(V) * (1 - V)))
-        return out
+        if out:
+            CA = np.vstack([CA, np.array([a for a, _ in out])])
+            cb = np.concatenate([cb, [c for _, c in out]])
+        return CA, cb
 
 
 class BranchAndBound:
