@@ -682,7 +682,7 @@ class Relaxation:
         for it in range(iters):
             status, val, x = lp.run()
             if status == "failed" and start is not None:  # the warm start did not take: from scratch
-                lp.load(self.obj, self.matrix(box, CA), np.concatenate([self.b0, rhs, cb]), lo, hi)
+                self.load(self.obj, lo, hi, box, rhs, None, (CA, cb))
                 start = None
                 status, val, x = lp.run()
             if status == "infeasible":
