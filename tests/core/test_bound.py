@@ -156,3 +156,18 @@ def test_a_child_started_from_its_parent_has_the_bound_of_a_cold_start(name):
         cold, _ = R.solve(kid, step, iters=1, cuts=start.cuts())
         assert warm <= ub + 1e-6 * abs(ub)
         assert warm == pytest.approx(cold, rel=1e-9)
+
+
+def test_basic_rows_are_the_rows_whose_slack_the_basis_holds():
+    """``_LP.basic_rows`` (from HiGHS's basic variables) marks exactly the rows the basis says are basic: the
+    rows a child may leave out."""
+    import highspy
+
+    p = preset("deepmad-r18")
+    bb = B.BranchAndBound(p, incumbent=-math.inf)
+    ub, start = bb.R.solve(bb.tighten(bb.root()), p.space.step, iters=5)
+    assert start is not None
+    statuses = bb.R.lp.basis().row_status
+    mask = bb.R.lp.basic_rows()
+    assert len(mask) == len(statuses) and mask.any() and not mask.all()
+    assert mask.tolist() == [s == highspy.HighsBasisStatus.kBasic for s in statuses]
