@@ -428,14 +428,14 @@ class Relaxation:
         """Each budget's cost over its limit (MACs, params, latency when budgeted) at the rows of V (rows, budgets)."""
         return self._at(V)[1] @ self.onehot
 
-    def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float, ya: np.ndarray | None = None):
+    def cost_cuts(self, v: np.ndarray, anchor: np.ndarray, ya: np.ndarray, eps: float):
         """For each budget v breaks: tangents of the (scaled) cost of each of its parts, as rows·y <= rhs with
         that part's epigraph variable, taken where the segment from the box's cheapest design (anchor, within
-        the budgets; ya: anchor @ EEL if known) to v crosses the budget (found on a grid, then by a secant of
+        the budgets; ya: anchor @ EEL) to v crosses the budget (found on a grid, then by a secant of
         log cost): exp(z) >= e^z0 (1 + z − z0) per term met once, L'·exp(E·X/L') >= e^z0 ((1 − z0) L' + E·X)
         per repeated term. Returns (rows, rhs), one row a part of each budget broken."""
         ts = _GRID
-        G = self._at_segment(anchor @ self.EEL if ya is None else ya, v, ts)  # G[-1]: at v
+        G = self._at_segment(ya, v, ts)  # G[-1]: at v
         over = [g for g in range(self.nb) if G[-1, g] > 1 + eps]
         if not over:
             return np.zeros((0, self.nv)), np.zeros(0)
@@ -648,8 +648,8 @@ class Relaxation:
             index.append(ix)
             value.append(va)
             off += len(va)
-        return (np.concatenate(starts).astype(np.int32), np.concatenate(index).astype(np.int32),
-                np.concatenate(value), len(self.b0) + self.nbox + len(CA))
+        return (np.concatenate(starts).astype(np.int32), np.concatenate(index), np.concatenate(value),
+                len(self.b0) + self.nbox + len(CA))
 
     def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
         """Tangent of s_k >= (U_k·L')² at U_k·L' = y0: −s_k + 2 y0 U_k·L' <= y0²."""
@@ -693,7 +693,7 @@ class Relaxation:
             if best <= floor:  # dropped by the caller: no cuts or basis needed
                 self.last = None
                 return best, None
-            NA, nb = self._cuts(v, anchor, eps, ya)
+            NA, nb = self._cuts(v, anchor, ya, eps)
             if not len(nb):
                 break
             CA, cb = np.vstack([CA, NA]), np.concatenate([cb, nb])
@@ -707,10 +707,10 @@ class Relaxation:
         self.last = dict(v=v, lo=lo, hi=hi, value=val, d=lp.reduced_costs())
         return best, Start(lp.basis(), CA[:inlp], cb[:inlp], drop, CA[inlp:], cb[inlp:])
 
-    def _cuts(self, v: np.ndarray, anchor: np.ndarray, eps: float, ya: np.ndarray | None = None):
+    def _cuts(self, v: np.ndarray, anchor: np.ndarray, ya: np.ndarray, eps: float):
         """Cuts of every convex constraint v violates, (rows, rhs) (none: v solves the box's convex program)."""
         n, b = self.n, self.b
-        CA, cb = self.cost_cuts(v, anchor, eps, ya)
+        CA, cb = self.cost_cuts(v, anchor, ya, eps)
         out = []
         ell = self.ell @ v + self.l0  # S_j >= ℓ_j log(ℓ_j / ρ0)
         f = ell * np.log(ell / b.rho0)
