@@ -97,9 +97,8 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
         # and the speed comes out ~15% fast (0.84 against ~1.0 a minute later, in two runs)
         company = cal.random_specs(cal.family_space(block, act), CHUNK - 1, HELDOUT_SEED + 100 + j,
                                    (0.3 * cal.family_budget(block), 3.0 * cal.family_budget(block)))
-        _, (first, *_), (s1, *_) = cal.speed(model, settings, [ref] + company)
+        _, (first, *_), (f1, *_) = cal.speed(model, settings, [ref] + company, chunk=CHUNK)
         t_ref = first.median_ms
-        f1 = s1
         units = t_ref / f1 if math.isfinite(f1) else t_ref  # the baseline's latency at the calibration's speed
         prob = api.problem(preset)
         say(f"  {preset} problem (FLOPs {prob.budget.flops / 1e9:.3g} G, params {prob.budget.params / 1e6:.4g} M; "
