@@ -54,19 +54,23 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def random_networks(block: str, act: str, count: int, seed: int) -> list:
+    """count random networks of the family's space with 0.3-3x its preset's MACs (``calibrate.random_specs``)."""
+    budget = cal.family_budget(block)
+    return cal.random_specs(cal.family_space(block, act), count, seed, (0.3 * budget, 3.0 * budget))
+
+
 def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
     say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
-        f"preset's MACs), measured interleaved in chunks of 8 after the model's drift reference (speed: now / at "
+        f"preset's MACs), measured interleaved in chunks of {CHUNK} after the model's drift reference (speed: now / at "
         f"calibration, the median of the chunks')")
     say(f"  {'family':<18} {'n':>3} {'median':>7} {'p90':>7} {'max':>7} {'bias':>7} | {'speed':>6} drift-corrected: "
         f"{'median':>7} {'p90':>7}   measured ms (min-max)")
     for j, (block, act, preset, _) in enumerate(FAMILIES):
-        sp = cal.family_space(block, act)
-        budget = cal.family_budget(block)
-        specs = cal.random_specs(sp, count, HELDOUT_SEED + j, (0.3 * budget, 3.0 * budget))
+        specs = random_networks(block, act, count, HELDOUT_SEED + j)
         overlap = sum(1 for s in specs if replace(s, name="") in seen)
         t0 = time.perf_counter()
-        factor, timings, speeds = cal.speed(model, settings, specs)
+        factor, timings, speeds = cal.speed(model, settings, specs, chunk=CHUNK)
         measured = np.array([t.median_ms for t in timings])
         speeds = np.array(speeds)
         pred = np.array([lat.predict(model, s).total for s in specs])
@@ -95,8 +99,7 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
         # the baseline is timed as calibration times everything (interleaved, 3 rounds, in a chunk with other
         # networks, after the drift reference): timed alone back to back, its cache and the reference's are warm
         # and the speed comes out ~15% fast (0.84 against ~1.0 a minute later, in two runs)
-        company = cal.random_specs(cal.family_space(block, act), CHUNK - 1, HELDOUT_SEED + 100 + j,
-                                   (0.3 * cal.family_budget(block), 3.0 * cal.family_budget(block)))
+        company = random_networks(block, act, CHUNK - 1, HELDOUT_SEED + 100 + j)
         _, (first, *_), (f1, *_) = cal.speed(model, settings, [ref] + company, chunk=CHUNK)
         t_ref = first.median_ms
         units = t_ref / f1 if math.isfinite(f1) else t_ref  # the baseline's latency at the calibration's speed
