@@ -96,7 +96,8 @@ def main() -> None:
         optimal += d.status == "optimal"
         print(f"{name}: {d.status}, objective {d.objective:,.2f}, bound {d.bound:,.2f}, gap {d.gap:.2%}; median "
               f"{t:.3f} s over {a.runs} runs; proof {d.proof_seconds:.3f} s, {d.bound_nodes:,} nodes, "
-              f"{d.lp_solves:,} LP solves, {1000 * d.proof_seconds / max(d.bound_nodes, 1):.2f} ms a node; flops "
+              f"{d.lp_solves:,} LP solves, {d.proof_workers} process(es), "
+              f"{1000 * d.proof_seconds / max(d.bound_nodes, 1):.2f} ms a node; flops "
               f"{s.macs[0] / problem.budget.flops:.2%}  params {s.params[0] / problem.budget.params:.2%}  "
               f"rho {s.rho[0]:.4f}")
         for n in counts:

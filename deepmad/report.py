@@ -155,10 +155,11 @@ def design_text(d, a: Analysis, latency=None) -> str:
     sp, bu = d.problem.space, d.problem.budget
     title = (f"{d.problem.name or 'design'}: {sp.block} blocks, {sp.resolution}x{sp.resolution} input, "
              f"{sp.n} stages, rho0 {bu.rho0:g}")
+    procs = f", {d.proof_workers} processes" if d.proof_workers > 1 else ""
     extra = summary(a, bu) + [
         ("solver", f"{d.solver}, {d.seconds:.2f} s, {d.evaluated:,} candidates scored"),
         ("gap", gap_text(d.gap, d.status) + ("" if d.bound is None else f"  proven: optimum <= {num(d.bound)}, branch "
-            f"and bound over {d.bound_nodes:,} nodes")),
+            f"and bound over {d.bound_nodes:,} nodes{procs}")),
         ("status", d.status if d.bound is not None else "not proven (--bound-nodes 0)"),
     ]
     if latency is not None:  # (Prediction, LatencyModel): the design's predicted latency against its budget
@@ -193,7 +194,7 @@ def design_json(d, a: Analysis, latency=None) -> dict[str, Any]:
     """The JSON object of ``deepmad design``: the analysis, the spec, and how it was solved (and with a latency
     model, ``latency`` and its share of the latency budget in ``usage``)."""
     out = {**a.to_dict(), "spec": to_dict(d.spec), "gap": d.gap, "bound": d.bound, "status": d.status,
-           "bound_nodes": d.bound_nodes, "seconds": d.seconds,
+           "bound_nodes": d.bound_nodes, "bound_workers": d.proof_workers, "seconds": d.seconds,
            "solver": d.solver, "evaluated": d.evaluated, "budget": budget_json(d.problem.budget),
            "usage": usage(a, d.problem.budget), "guidelines": guidelines_json(d.problem)}
     if latency is not None:

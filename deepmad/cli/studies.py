@@ -45,7 +45,8 @@ def add_commands(sub) -> None:
     guideline_flags(s)
     s.add_argument("--bound-nodes", type=int, help="node budget of each design's proof (as deepmad design)")
     s.add_argument("--jobs", type=int, help="processes solving designs in parallel (default: one per value, at "
-                                            "most the CPUs; the designs do not depend on it)")
+                                            "most the CPUs over the two processes of each proof where it uses two; "
+                                            "the designs do not depend on it)")
     s.add_argument("-o", "--output", "--out", dest="out", metavar="DIR",
                    help="directory for the specs, sweep.json and sweep.png (default sweep-NAME-QUANTITY); existing "
                         "files are kept unless --force")

@@ -50,22 +50,38 @@ or at its node or time limit; every max(largest open bound, incumbent) along the
 the smallest. With no incumbent and no open box left, nothing is feasible (``infeasible``: a proof). With a node
 limit only, it is deterministic.
 
+Two processes. Where the platform forks (Linux) and two CPUs are free to the process (``default_workers``;
+DEEPMAD_WORKERS=1 keeps one), a forked helper solves every other column's LPs of the root's bound tightening, and
+once SPLIT_AT boxes are solved a second process takes every other open box (the 2nd best, the 4th, ...). Each
+then runs its own best-first search for SYNC_EVERY boxes, and the two exchange incumbents, open bounds and
+counts: both take the better incumbent (a tie: the first process's), both stop when the largest open bound of
+either is at most it (or at a limit), and the one holding fewer of the SYNC_EVERY best open boxes of both
+receives every other one of the other's (a box travels with its cuts and its basis, as statuses). What a process
+does depends only on what it holds at each exchange, never on timing: a problem gives the same tree, bit for bit,
+on every run (not the one-process tree: the two search in a different order, and on the presets solve a few
+percent more boxes between them). If the second process fails, ``prove`` runs the search again in one process.
+
 Scope: designs whose depth variance exceeds ``var_cap`` are left out (it keeps the LPs well scaled):
 max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 0). Their penalty alone,
 β·e^var_cap ≥ 1e8, puts them below any design with a positive objective wherever the entropy is under 1e8
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum
-and the ratio to the evolutionary baseline's time. A box costs about 1.8 LP solves, ~40% of its time in HiGHS
-(~0.4 ms of each solve is HiGHS's own setup) and the rest in many small numpy steps. Tried on deepmad-mb and
-not kept (too little for what they cost): two threads bounding a batch of two boxes (the GIL serialises the
-Python half: ~10% less time for 25% more CPU), a worker process for the second box (~25% less time, for a fork
-and every box pickled), pseudo-cost and strong branching (a third fewer boxes, more time), one round of cuts a
-box or a second only near pruning, warm-started root rounds (more boxes). Where the boxes go: on deepmad-89m
-two thirds of them close the last 1e-4 of the gap (the relaxation between grid points lies just above the best
-design: 104 boxes to a gap of 1e-4, 284 to 0, given the optimum); on deepmad-mb the gap closes more evenly (500
-boxes to 1e-3, 880 to 0).
+Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum and
+the ratio to the evolutionary baseline's time. A box costs about 1.8 LP solves, ~40% of its time in HiGHS (~0.4 ms
+of each solve is HiGHS's own setup) and the rest in many small numpy steps. Tried on deepmad-mb and not kept (too
+little for what they cost): two threads bounding a batch of two boxes (the GIL serialises the Python half: ~10% less
+time for 25% more CPU), a worker process fed the second box of every pair (~25% less time, for every box pickled;
+the two processes above exchange a few boxes every SYNC_EVERY), pseudo-cost and strong branching (a third fewer
+boxes, more time), one round of cuts a box or a second only near pruning, warm-started root rounds (more boxes);
+and with the optimum given, on the nine presets (3,086 boxes in all): more rounds of cuts while near pruning, 9
+tangents of each square or the penalty's every 0.25 (2,900-2,990 boxes, no less time), fewer rounds of root
+tightening (1-2: no less time). The primal side: given the optimum, deepmad-mb needs 766 boxes instead of ~950;
+rounding the LP point every way (2^11 rows) before the descent finds the optimum sooner (box 642, not ~790) but
+barely fewer boxes.
+Where the boxes go: on deepmad-89m two thirds of them close the last 1e-4 of the gap (the relaxation between grid
+points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to 0, given the optimum); on deepmad-mb the
+gap closes more evenly (500 boxes to 1e-3, 880 to 0).
 """
 from __future__ import annotations
 
@@ -75,6 +91,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +108,8 @@ ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): u
 NODE_ITERS = 2  # rounds of cuts at every other box
 POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
 ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)
+SPLIT_AT = 8  # boxes solved before a second process takes half of the open ones (BranchAndBound.run)
+SYNC_EVERY = 24  # boxes each of the two processes solves between two exchanges (BranchAndBound._together)
 IDENT = 10_000  # ``when`` of a term present only where c_{i-1} = c_i (IDENT + i: an mbconv stage's residual add)
 
 
@@ -113,6 +132,7 @@ class Bound:
     seconds: float
     status: str  # optimal | gap_limit | node_limit | time_limit | infeasible (nothing in the space is feasible)
     lp_solves: int = 0  # linear programs HiGHS solved (every round of cuts and every bound tightening counts)
+    workers: int = 1  # processes that shared the tree search (2 once a second one took half of the boxes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -740,6 +760,7 @@ class BranchAndBound:
         self._logk = np.log(np.array(problem.space.kernels, dtype=float))
         self.inc = incumbent
         self.row: tuple[int, ...] | None = None
+        self.conn = None  # the other process's end of a pipe, while two share the tree (_split)
 
     def root(self) -> Node:
         sp, n, st = self.sp, self.sp.n, self.sp.step
@@ -772,31 +793,35 @@ class BranchAndBound:
             return None
         return Node(node.L, node.k, tuple(tuple(r) for r in z))
 
-    def narrow(self, node: Node, cuts, rounds: int = ROOT_NARROWING,
-               channels: bool = True) -> tuple[Node | None, object]:
+    def narrow(self, node: Node, cuts, rounds: int = ROOT_NARROWING, channels: bool = True,
+               workers: int = 1) -> tuple[Node | None, object]:
         """The box narrowed by optimization-based bound tightening: the least and the largest value of every
         depth and log channel count over the box's relaxation with the objective held at least the incumbent's
         (no design that beats it lies outside), repeated while the box shrinks (each round's relaxation is the
-        tighter box's). Returns the narrowed box (None: nothing beats the incumbent) and its cuts."""
+        tighter box's). With ``workers`` 2, a forked process solves every other column's LPs. Returns the
+        narrowed box (None: nothing beats the incumbent) and its cuts."""
         R, st = self.R, self.sp.step
         if not math.isfinite(self.inc):
             return node, cuts
         cols = list(range(R.iL, R.iL + R.n)) + (list(range(R.nz)) if channels else [])
-        for _ in range(rounds):
-            ub, start = R.solve(node, st, iters=ROOT_ITERS, cuts=cuts)
-            if ub <= self.inc:
-                return None, cuts
-            if start is None:
-                return node, cuts
-            cuts = start.cuts()
-            lo, hi = R.box(node, st)
-            box, rhs = R.box_rows(lo, hi)
-            CA, cb = cuts
-            R.load(np.zeros(R.nv), lo, hi, box, rhs, None, (np.vstack([CA, -R.obj[None]]), np.append(cb, -self.inc)))
-            nlo, nhi = lo.copy(), hi.copy()
-            for j in cols:
-                for sgn in (-1.0, 1.0):
-                    status, val = R.lp.optimize_column(j, sgn)
+        with _Helper(self._column_bounds, workers > 1) as helper:
+            for _ in range(rounds):
+                ub, start = R.solve(node, st, iters=ROOT_ITERS, cuts=cuts)
+                if ub <= self.inc:
+                    return None, cuts
+                if start is None:
+                    return node, cuts
+                cuts = start.cuts()
+                if helper.ask(node, cuts, cols[1::2]):
+                    found = self._column_bounds(node, cuts, cols[0::2])
+                    theirs = helper.answer()
+                    R.lp.solves += len(theirs)  # one LP each, solved there
+                    found += theirs
+                else:
+                    found = self._column_bounds(node, cuts, cols)
+                lo, hi = R.box(node, st)
+                nlo, nhi = lo.copy(), hi.copy()
+                for j, sgn, status, val in found:
                     if status == "infeasible":
                         return None, cuts
                     if status == "optimal":
@@ -804,11 +829,29 @@ class BranchAndBound:
                             nlo[j] = max(nlo[j], -val)
                         else:
                             nhi[j] = min(nhi[j], val)
-            narrowed = self._box_of(node, nlo, nhi)
-            if narrowed is None or narrowed == node:
-                return narrowed, cuts
-            node = narrowed
+                narrowed = self._box_of(node, nlo, nhi)
+                if narrowed is None or narrowed == node:
+                    return narrowed, cuts
+                node = narrowed
         return node, cuts
+
+    def _column_bounds(self, node: Node, cuts, cols: list[int]) -> list[tuple[int, float, str, float]]:
+        """The least and the largest value of each column in cols over the box's relaxation (its rows and cuts)
+        with the objective at least the incumbent's: (column, −1 | 1, LP status, −least | largest)."""
+        R = self.R
+        lo, hi = R.box(node, self.sp.step)
+        R.box_terms(node)
+        box, rhs = R.box_rows(lo, hi)
+        CA, cb = cuts
+        R.load(np.zeros(R.nv), lo, hi, box, rhs, None, (np.vstack([CA, -R.obj[None]]), np.append(cb, -self.inc)))
+        out = []
+        for j in cols:
+            for sgn in (-1.0, 1.0):
+                status, val = R.lp.optimize_column(j, sgn)
+                out.append((j, sgn, status, val))
+                if status == "infeasible":
+                    return out
+        return out
 
     def _box_of(self, node: Node, nlo: np.ndarray, nhi: np.ndarray) -> Node | None:
         """The designs of node whose log channels, log kernels and extra depths lie in [nlo, nhi] (a margin of
@@ -994,12 +1037,14 @@ class BranchAndBound:
         return max([j for j in range(a, b) if math.log(ks[j]) <= kap + 1e-12], default=a)
 
     def run(self, time_limit: float = math.inf, gap_tol: float = 0.0, max_nodes: int = 10**7,
-            progress=None, first: bool = False) -> Bound:
+            progress=None, first: bool = False, workers: int = 1) -> Bound:
         """Best-first branch and bound until the largest open bound is within gap_tol of the incumbent (0: at
         most the incumbent: proven optimal), or max_nodes boxes were solved, or time_limit seconds passed.
         ``progress(nodes, bound, incumbent)`` is called every PROGRESS_EVERY boxes; with ``first``, it stops at the
-        first feasible design (a feasibility check)."""
+        first feasible design (a feasibility check). With ``workers`` 2, once SPLIT_AT boxes are solved a forked
+        second process takes half of the open boxes (``_together``); raises ``PeerLost`` if it fails."""
         t0 = time.perf_counter()
+        self.deadline = t0 + time_limit
         R, step = self.R, self.sp.step
         root = self.tighten(self.root())
         ub, start, cuts = INF, None, None
@@ -1012,34 +1057,58 @@ class BranchAndBound:
             cuts = start.cuts()
             if ub > last - 1e-3 * abs(last):
                 break
-        nodes = 1
+        self.nodes = 1
         if ROOT_NARROWING and start is not None and ub > self.inc:
-            root, cuts = self.narrow(root, cuts)
-            nodes += 1
+            root, cuts = self.narrow(root, cuts, workers=workers if not first else 1)
+            self.nodes += 1
             if root is not None:
                 ub, start = R.solve(root, step, iters=ROOT_ITERS, cuts=cuts)
-        heap = [(-ub, 0, root, start, R.last)] if root is not None and ub > self.inc else []
-        count, stop = 0, None
-        proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
+        self.heap = [(-ub, 0, 0, root, start, R.last)] if root is not None and ub > self.inc else []
+        self.count, self.me = 0, 0
+        self.proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
+        solves, open_ = None, None
+        if workers > 1 and not first and max_nodes > SPLIT_AT:
+            stop = self._steps(SPLIT_AT, gap_tol, False, progress)
+            if stop == "node_limit" and len(self.heap) >= 2:
+                stop, solves, open_ = self._split(max_nodes, gap_tol, progress)
+            elif stop == "node_limit":
+                stop = self._steps(max_nodes, gap_tol, first, progress)
+        else:
+            stop = self._steps(max_nodes, gap_tol, first, progress)
+        heap = self.heap
+        if open_ is None:
+            top = min(self.proven, max(-heap[0][0], self.inc) if heap else self.inc)
+        else:  # the last exchange's bound covers both processes' boxes
+            top = self.proven
+        if stop == "done":
+            stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
+        return Bound(float(top), float(self.inc), self.row, self.nodes, len(heap) if open_ is None else open_,
+                     time.perf_counter() - t0, stop, R.lp.solves if solves is None else solves,
+                     1 if open_ is None else 2)
+
+    def _steps(self, upto: int, gap_tol: float, first: bool, progress) -> str:
+        """Take the best open box, split it and bound its children, until the best open bound is within gap_tol
+        of the incumbent or nothing is open ("done"), or ``upto`` boxes are solved ("node_limit"), or the time
+        is up ("time_limit")."""
+        R, step, heap = self.R, self.sp.step, self.heap
         while heap:
             top = -heap[0][0]
-            proven = min(proven, max(top, self.inc))
+            if self.conn is None:  # alone: the heap holds every open box
+                self.proven = min(self.proven, max(top, self.inc))
             if top <= self.inc + gap_tol * abs(self.inc) or (first and self.inc > -INF):
-                break
-            if nodes >= max_nodes:
-                stop = "node_limit"
-                break
-            if time.perf_counter() - t0 > time_limit:
-                stop = "time_limit"
-                break
-            if progress is not None and nodes % PROGRESS_EVERY < 2:
-                progress(nodes, proven, self.inc)
-            bound, _, node, start, info = heapq.heappop(heap)
+                return "done"
+            if self.nodes >= upto:
+                return "node_limit"
+            if time.perf_counter() > self.deadline:
+                return "time_limit"
+            if progress is not None and self.nodes % PROGRESS_EVERY < 2:
+                progress(self.nodes, self.proven, self.inc)
+            bound, _, _, node, start, info = heapq.heappop(heap)
             if info is not None:  # the incumbent may have risen since the box was pushed
                 node = self.fix(node, info)
                 if node is None:
                     continue
-            if self.polish is not None and info is not None and len(self.tried) * POLISH_EVERY < nodes:
+            if self.polish is not None and info is not None and len(self.tried) * POLISH_EVERY < self.nodes:
                 self._polish(node, info["v"])
             kids = self.branch(node, info)
             if not kids:
@@ -1051,20 +1120,229 @@ class BranchAndBound:
                     continue
                 R.last = None
                 ub, ks = R.solve(kid, step, iters=self.iters, floor=self.inc, start=start)
-                nodes += 1
+                self.nodes += 1
                 if ks is None and ub == INF:  # the LP failed: the parent's bound and start hold for the child
                     ks = start
                 ub = min(ub, -bound)  # the child's box lies in its parent's
                 if ub > self.inc and R.last is not None:
                     kid = self.fix(kid, R.last)
                 if ub > self.inc and kid is not None:
-                    count += 1
-                    heapq.heappush(heap, (-ub, count, kid, ks, R.last))
-        top = min(proven, max(-heap[0][0], self.inc) if heap else self.inc)
-        if stop is None:
-            stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
-        return Bound(float(top), float(self.inc), self.row, nodes, len(heap), time.perf_counter() - t0, stop,
-                     R.lp.solves)
+                    self.count += 1
+                    heapq.heappush(heap, (-ub, self.count, self.me, kid, ks, R.last))
+        return "done"
+
+    # ---- two processes
+    def _split(self, max_nodes: int, gap_tol: float, progress) -> tuple[str, int | None, int | None]:
+        """Fork a second process that takes every other open box (the 2nd best, the 4th, ...) and run the tree
+        search in both (``_together``). Returns (how it stopped, LP solves, open boxes) of both together."""
+        from multiprocessing import Pipe
+
+        ours, theirs = Pipe()
+        boxes = sorted(self.heap)
+        base = (self.nodes, self.R.lp.solves)
+        pid = _fork()
+        if pid is None:  # no second process: the rest alone
+            ours.close()
+            theirs.close()
+            return self._steps(max_nodes, gap_tol, False, progress), None, None
+        if pid == 0:  # the second process: never returns
+            code = 1
+            try:
+                ours.close()
+                self.heap, self.me, self.conn = boxes[1::2], 1, theirs
+                self._together(max_nodes, gap_tol, base, None)
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the first process, which falls back
+                with contextlib.suppress(BaseException):
+                    theirs.send(("failed", repr(e)))
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.heap, self.conn = boxes[0::2], ours
+        try:
+            return self._together(max_nodes, gap_tol, base, progress)
+        finally:
+            ours.close()
+            self.conn = None
+            os.waitpid(pid, 0)
+
+    def _together(self, max_nodes: int, gap_tol: float, base: tuple[int, int], progress) -> tuple[str, int, int]:
+        """The tree search in one of two processes: SYNC_EVERY boxes of its own, then an exchange of incumbents,
+        open bounds and counts; both take the better incumbent (a tie: the first process's), stop together, and
+        share the best open boxes (``_balance``). What each process does depends only on what it holds at each
+        exchange, never on timing: the same problem gives the same tree, bit for bit. Returns (how it stopped,
+        LP solves, open boxes) of both."""
+        total = self.nodes
+        while True:
+            share = max(1, min(SYNC_EVERY, -(-(max_nodes - total) // 2)))
+            stopped = self._steps(self.nodes + share, gap_tol, False, None)
+            mine = ("ok", self.inc, self.row, np.array([-e[0] for e in self.heap]), self.nodes - base[0],
+                    self.R.lp.solves - base[1], stopped == "time_limit")
+            self._send(mine)
+            other = self._recv()
+            if other[0] != "ok":
+                raise PeerLost(other[1])
+            a, b = (mine, other) if self.me == 0 else (other, mine)
+            if a[1] >= b[1]:
+                self.inc, self.row = a[1], a[2]
+            else:
+                self.inc, self.row = b[1], b[2]
+            live = [int((x[3] > self.inc).sum()) for x in (a, b)]  # open boxes the incumbent has not overtaken
+            top = max([self.inc] + [float(x[3].max()) for x in (a, b) if len(x[3])])
+            self.proven = min(self.proven, top)
+            total = base[0] + a[4] + b[4]
+            solves = base[1] + a[5] + b[5]
+            if progress is not None:
+                progress(total, self.proven, self.inc)
+            stop = None
+            if not sum(live) or top <= self.inc + gap_tol * abs(self.inc):  # (no incumbent: nothing left open)
+                stop = "done"
+            elif a[6] or b[6]:
+                stop = "time_limit"
+            elif total >= max_nodes:
+                stop = "node_limit"
+            if stop is not None:
+                self.nodes = total
+                return stop, solves, sum(live)
+            self._balance(a[3], b[3])
+
+    def _balance(self, bounds0: np.ndarray, bounds1: np.ndarray) -> None:
+        """Drop the boxes the incumbent has overtaken; then, when one process holds more than its half (plus one) of
+        the SYNC_EVERY best open boxes of both (the work up to the next exchange), it hands the other every other
+        one of its own among them, from its second best, until both hold about as many."""
+        self.heap = [e for e in self.heap if -e[0] > self.inc]
+        heapq.heapify(self.heap)
+        best = sorted([(-x, 0) for x in bounds0 if x > self.inc] + [(-x, 1) for x in bounds1 if x > self.inc])
+        held = [sum(1 for _, p in best[:SYNC_EVERY] if p == q) for q in (0, 1)]
+        if abs(held[0] - held[1]) <= 1:
+            return
+        giver = 0 if held[0] > held[1] else 1
+        give = range(1, 2 * (abs(held[0] - held[1]) // 2), 2)
+        if self.me == giver:
+            boxes = sorted(self.heap)
+            self._send([_packed(boxes[j]) for j in give])
+            self.heap = [e for j, e in enumerate(boxes) if j not in give]
+        else:
+            boxes = self._recv()
+            if isinstance(boxes, tuple):  # ("failed", why)
+                raise PeerLost(boxes[1])
+            for e in boxes:
+                heapq.heappush(self.heap, _unpacked(e, self.R.lp.hs))
+
+    def _send(self, message) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:  # the other process has gone: what it said last (read next) tells why
+            pass
+
+    def _recv(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise PeerLost("the second process ended") from None
+
+
+class _Helper:
+    """A forked process that runs ``work(*args)`` for the one that forked it, one request at a time (``ask``,
+    then ``answer``); a no-op (``ask`` says False) where it is not wanted or could not start, and when it fails
+    the asker does the work itself."""
+
+    def __init__(self, work, wanted: bool):
+        self.work, self.wanted, self.conn, self.pid, self.args = work, wanted, None, None, None
+
+    def __enter__(self) -> "_Helper":
+        if not self.wanted:
+            return self
+        from multiprocessing import Pipe
+
+        ours, theirs = Pipe()
+        pid = _fork()
+        if pid is None:
+            return self
+        if pid == 0:  # the helper: answers until told to stop, never returns
+            code = 1
+            try:
+                ours.close()
+                while (args := theirs.recv()) is not None:
+                    theirs.send(self.work(*args))
+                code = 0
+            except BaseException:  # noqa: BLE001 - the asker sees the pipe close and does the work itself
+                pass
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.conn, self.pid = ours, pid
+        return self
+
+    def ask(self, *args) -> bool:
+        """Hand the helper a request; False when there is no helper (do the work yourself)."""
+        if self.conn is None:
+            return False
+        self.args = args
+        try:
+            self.conn.send(args)
+        except OSError:
+            self._close()
+            return False
+        return True
+
+    def answer(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self._close()
+            return self.work(*self.args)
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.conn.close()
+            self.conn = None
+            os.waitpid(self.pid, 0)
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+
+def _fork() -> int | None:
+    """os.fork() with what Python has buffered for stdout and stderr flushed first (so the child cannot write it
+    again); None where it fails. Python >= 3.12 warns about forking a process with threads: the children here
+    use none of them (numpy and HiGHS only)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return os.fork()
+        except OSError:
+            return None
+
+
+class PeerLost(RuntimeError):
+    """The second process of a two-process branch and bound failed (its share of the boxes is lost)."""
+
+
+def _packed(entry: tuple) -> tuple:
+    """A heap entry as it can be pickled: the basis as its statuses."""
+    *key, node, start, info = entry
+    if start is not None:
+        b = start.basis
+        start = (([int(s) for s in b.col_status], [int(s) for s in b.row_status], b.valid),
+                 start.CA, start.cb, start.drop, start.CN, start.cbn)
+    return (*key, node, start, info)
+
+
+def _unpacked(entry: tuple, hs) -> tuple:
+    *key, node, start, info = entry
+    if start is not None:
+        (cols, rows, valid), *rest = start
+        b = hs.HighsBasis()
+        b.col_status = [hs.HighsBasisStatus(s) for s in cols]
+        b.row_status = [hs.HighsBasisStatus(s) for s in rows]
+        b.valid = valid
+        start = Start(b, *rest)
+    return (*key, node, start, info)
 
 
 @contextlib.contextmanager
@@ -1183,16 +1461,41 @@ BOUND_NODES = 5000  # default node budget of ``prove``: every preset is proven o
 PROGRESS_EVERY = 50  # boxes between calls of the progress callback
 
 
+def default_workers() -> int:
+    """Processes the branch and bound uses by default: 2 where it can fork (Linux) and this process may run on two
+    CPUs or more, else 1; the environment variable DEEPMAD_WORKERS (1 or 2) overrides it."""
+    env = os.environ.get("DEEPMAD_WORKERS")
+    if env is not None:
+        if env.strip() not in ("1", "2"):
+            raise ValueError(f"DEEPMAD_WORKERS: expected 1 or 2 (processes of the branch and bound), got {env!r}")
+        return int(env)
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_getaffinity"):
+        return 1
+    return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
+
+
 def prove(problem: Problem, incumbent: float = -INF, *, max_nodes: int = BOUND_NODES, gap_tol: float = 0.0,
-          time_limit: float | None = None, polish: bool = True, progress=None, first: bool = False) -> Bound:
+          time_limit: float | None = None, polish: bool = True, progress=None, first: bool = False,
+          workers: int | None = None) -> Bound:
     """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent`` (−inf: none known).
 
     Stops once the bound is within gap_tol (relative) of the best design known (0: proven optimal), or at
     max_nodes boxes or time_limit seconds. With polish, the search's descent is run from the relaxations'
-    optima and better designs become the incumbent (``Bound.row``). Deterministic for a given max_nodes;
-    ``time_limit`` makes the result depend on the machine's speed; the bound it returns is valid either way."""
+    optima and better designs become the incumbent (``Bound.row``). ``workers`` (default ``default_workers()``):
+    processes of the tree search, 1 or 2. Deterministic for a given max_nodes and workers; ``time_limit`` makes
+    the result depend on the machine's speed; the bound it returns is valid either way."""
     from .solver import polisher
 
+    workers = default_workers() if workers is None else workers
+    if workers not in (1, 2):
+        raise ValueError(f"workers: expected 1 or 2, got {workers!r}")
+    t0 = time.perf_counter()
+    limit = math.inf if time_limit is None else time_limit
     bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
-    return bb.run(time_limit=math.inf if time_limit is None else time_limit, gap_tol=gap_tol, max_nodes=max_nodes,
-                  progress=progress, first=first)
+    try:
+        return bb.run(time_limit=limit, gap_tol=gap_tol, max_nodes=max_nodes, progress=progress, first=first,
+                      workers=workers)
+    except PeerLost:  # the second process failed and its boxes with it: the whole search again, in one process
+        bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
+        return bb.run(time_limit=max(limit - (time.perf_counter() - t0), 0.0), gap_tol=gap_tol,
+                      max_nodes=max_nodes, progress=progress, first=first)

@@ -103,7 +103,7 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
     gap = 0.0 if b.bound <= d.objective else (b.bound - d.objective) / abs(d.objective)
     status = "optimal" if gap == 0.0 else b.status
     return replace(d, bound=b.bound, gap=gap, seconds=time.perf_counter() - t0, bound_nodes=b.nodes, status=status,
-                   lp_solves=b.lp_solves, proof_seconds=b.seconds)
+                   lp_solves=b.lp_solves, proof_seconds=b.seconds, proof_workers=b.workers)
 
 
 def infeasible_message(prob: Problem) -> str:

@@ -45,3 +45,4 @@ class Design:
     status: str = "node_limit"  # how the proof ended (STATUSES); node_limit with bound_nodes 0: none was run
     lp_solves: int = 0  # linear programs the proof solved
     proof_seconds: float = 0.0  # of ``seconds``, the proof's
+    proof_workers: int = 1  # processes the proof's tree search ran in (deepmad.core.bound.default_workers)

@@ -36,6 +36,7 @@ import numpy as np
 from .. import api
 from ..core import paper
 from ..core.analysis import Analysis, usage
+from ..core.bound import default_workers
 from ..core.budget import Problem, evaluate, in_space, parse_count, to_spec
 from ..core.presets import PRESETS
 from ..core.result import Infeasible
@@ -266,15 +267,16 @@ def run(quantity: str, values: Sequence | str, preset: str | None = None, *, job
         bound_nodes: int | None = None, progress=None, **kw) -> Sweep:
     """Solve the problem of every value (see the module docstring). kw: ``api.problem``'s keywords for the
     fixed part; bound_nodes: each proof's node budget (``deepmad design --bound-nodes``); jobs: processes (default:
-    one per value, at most the CPUs); progress(done, total): called as designs finish."""
+    one per value, at most the CPUs over the processes of each proof, ``bound.default_workers``);
+    progress(done, total): called as designs finish."""
     t0 = time.perf_counter()
     values = parse_values(quantity, values)
     probs = problems(quantity, values, preset, **kw)
     labels = [label(quantity, v) for v in values]
     solve_kw = {} if bound_nodes is None else {"bound_nodes": bound_nodes}
     api.solve  # noqa: B018 (the worker's entry point)
-    if jobs is None:
-        jobs = min(len(probs), os.cpu_count() or 1)
+    if jobs is None:  # each proof runs in bound.default_workers() processes of its own
+        jobs = min(len(probs), max(1, (os.cpu_count() or 1) // default_workers()))
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
     work = [(p, solve_kw) for p in probs]

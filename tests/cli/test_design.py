@@ -297,3 +297,23 @@ def test_design_json_says_which_guidelines_it_keeps(capsys, flags, want):
     g = j["guidelines"]
     assert (g["multiscale"], g["depth_penalty"], g["non_decreasing"]) == want
     assert j["usage"]["flops"] <= 1 and j["usage"]["params"] <= 1 and j["usage"]["rho"] <= 1 + 1e-9
+
+
+def test_the_proof_in_one_or_two_processes_gives_the_same_design():
+    """DEEPMAD_WORKERS=1 keeps the branch and bound in one process; 2 forks a second one: the same proven
+    optimum either way (the trees differ), and --json says how many processes the proof used."""
+    import os
+
+    out = {}
+    for workers in ("1", "2"):
+        r = subprocess.run([sys.executable, "-m", "deepmad", "design", "--preset", "deepmad-r18", "--json"],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "DEEPMAD_WORKERS": workers})
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        out[workers] = json.loads(r.stdout)
+    assert [out[w]["bound_workers"] for w in ("1", "2")] == [1, 2]
+    assert all(out[w]["status"] == "optimal" and out[w]["gap"] == 0 for w in out)
+    assert out["1"]["objective"] == out["2"]["objective"] and out["1"]["spec"] == out["2"]["spec"]
+    r = subprocess.run([sys.executable, "-m", "deepmad", "design", "--preset", "deepmad-r18", "--json"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "DEEPMAD_WORKERS": "3"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("deepmad: error: DEEPMAD_WORKERS: expected 1 or 2") and r.stderr.count("\n") == 1

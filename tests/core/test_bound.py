@@ -171,3 +171,105 @@ def test_basic_rows_are_the_rows_whose_slack_the_basis_holds():
     mask = bb.R.lp.basic_rows()
     assert len(mask) == len(statuses) and mask.any() and not mask.all()
     assert mask.tolist() == [s == highspy.HighsBasisStatus.kBasic for s in statuses]
+
+
+# ---- two processes (BranchAndBound._split, _together; narrow's _Helper)
+
+
+@pytest.mark.parametrize("problem", TINY, ids=lambda p: f"{p.space.block}-{p.space.strides}")
+def test_two_processes_prove_the_brute_force_optimum(problem):
+    """The tree split between two processes (and the root's bound tightening shared with a helper) still ends at
+    the optimum, from no incumbent and from a median one."""
+    best = brute_force(problem)
+    X = all_rows(problem)
+    s = evaluate(problem, X)
+    feas = np.sort(s.objective[s.feasible])
+    for incumbent in (-math.inf, float(feas[len(feas) // 2])):
+        r = B.BranchAndBound(problem, incumbent=incumbent).run(workers=2)
+        assert r.workers == 2 and r.status == "optimal"
+        assert r.incumbent == pytest.approx(best, rel=1e-12) and r.bound == pytest.approx(best, rel=1e-12)
+        assert r.row is not None and evaluate(problem, np.array([r.row])).objective[0] == r.incumbent
+
+
+def test_two_processes_give_the_same_tree_on_every_run():
+    """What each process does depends only on what it holds at each exchange, never on timing."""
+    problem = TINY[3]
+    runs = [B.prove(problem, workers=2) for _ in range(3)]
+    assert all(r.workers == 2 for r in runs)
+    fields = [(r.bound, r.incumbent, r.row, r.nodes, r.open, r.status, r.lp_solves) for r in runs]
+    assert fields[0] == fields[1] == fields[2]
+
+
+def test_a_node_limit_with_two_processes_keeps_a_valid_bound():
+    problem = TINY[3]
+    best = brute_force(problem)
+    r = B.BranchAndBound(problem, incumbent=-math.inf).run(workers=2, max_nodes=40)
+    assert r.workers == 2 and r.status == "node_limit" and 40 <= r.nodes < 60
+    assert r.bound >= best - 1e-9 * abs(best) and r.open > 0
+
+
+def test_a_failed_second_process_leaves_the_proof_to_one(monkeypatch):
+    """If the second process fails, its boxes are lost with it: prove() runs the search again in one process."""
+    problem = TINY[3]
+    best = brute_force(problem)
+    together = B.BranchAndBound._together
+
+    def failing(self, *args):
+        if self.me == 1:
+            raise RuntimeError("the second process fails")
+        return together(self, *args)
+
+    monkeypatch.setattr(B.BranchAndBound, "_together", failing)
+    with pytest.raises(B.PeerLost, match="the second process fails"):
+        B.BranchAndBound(problem, incumbent=-math.inf).run(workers=2)
+    r = B.prove(problem, workers=2)
+    assert r.workers == 1 and r.status == "optimal" and r.bound == pytest.approx(best, rel=1e-12)
+
+
+def test_a_failed_helper_leaves_the_bound_tightening_to_the_first_process(monkeypatch):
+    import os
+
+    problem = TINY[3]
+    first = os.getpid()
+    s = evaluate(problem, all_rows(problem))
+    worse = float(np.median(s.objective[s.feasible]))  # high enough for the tightening to narrow the root
+    alone = B.BranchAndBound(problem, incumbent=worse)
+    root = alone.tighten(alone.root())
+    _, start = alone.R.solve(root, problem.space.step, iters=B.ROOT_ITERS)
+    expected, _ = alone.narrow(root, start.cuts())
+    column_bounds = B.BranchAndBound._column_bounds
+
+    def failing(self, *args):
+        if os.getpid() != first:
+            raise RuntimeError("the helper fails")
+        return column_bounds(self, *args)
+
+    monkeypatch.setattr(B.BranchAndBound, "_column_bounds", failing)
+    helped = B.BranchAndBound(problem, incumbent=worse)
+    _, start = helped.R.solve(root, problem.space.step, iters=B.ROOT_ITERS)
+    narrowed, _ = helped.narrow(root, start.cuts(), workers=2)
+    assert narrowed == expected and narrowed != root
+
+
+def test_workers_come_from_the_platform_or_deepmad_workers(monkeypatch):
+    monkeypatch.setenv("DEEPMAD_WORKERS", "1")
+    assert B.default_workers() == 1
+    monkeypatch.setenv("DEEPMAD_WORKERS", "2")
+    assert B.default_workers() == 2
+    monkeypatch.setenv("DEEPMAD_WORKERS", "4")
+    with pytest.raises(ValueError, match="DEEPMAD_WORKERS: expected 1 or 2"):
+        B.default_workers()
+    with pytest.raises(ValueError, match="workers: expected 1 or 2"):
+        B.prove(TINY[0], workers=3)
+
+
+def test_two_processes_prove_infeasibility():
+    """No incumbent and nothing left open in either process: both stop, and nothing is feasible (a proof)."""
+    space = _space(block="bottleneck", strides=(2, 1, 1), resolution=32, stem_channels=(8, 16), kernels=(3, 5),
+                   max_depth=1, max_channels=64, num_classes=0, head=96)
+    problem = budgeted(space, 0.203125, 0.5, beta=0.0)
+    assert brute_force(problem) == -math.inf
+    for workers in (1, 2):
+        r = B.BranchAndBound(problem, incumbent=-math.inf).run(workers=workers)
+        assert r.status == "infeasible" and r.bound == -math.inf and r.row is None
+    assert r.workers == 2 and r.nodes > B.SPLIT_AT
