@@ -273,3 +273,24 @@ def test_two_processes_prove_infeasibility():
         r = B.BranchAndBound(problem, incumbent=-math.inf).run(workers=workers)
         assert r.status == "infeasible" and r.bound == -math.inf and r.row is None
     assert r.workers == 2 and r.nodes > B.SPLIT_AT
+
+
+def test_a_time_limit_with_two_processes_stops_both_with_a_valid_bound():
+    """deepmad-mb's proof needs ~1.3 s in two processes here: stopped at 0.6 s (the second process started or
+    not), the bound is still >= the optimum (24,739.48, proven with no limit) and boxes are left open."""
+    from deepmad.core.solver import solve
+
+    p = preset("deepmad-mb")
+    d = solve(p, n_starts=3, kicks=2)
+    r = B.prove(p, d.objective, time_limit=0.6, workers=2)
+    assert r.status == "time_limit" and r.bound >= 24739.47 and r.incumbent <= r.bound and r.open > 0
+
+
+def test_progress_with_two_processes_counts_the_boxes_of_both():
+    problem = TINY[3]
+    seen = []
+    r = B.BranchAndBound(problem, incumbent=-math.inf).run(workers=2, progress=lambda *a: seen.append(a))
+    assert r.workers == 2 and seen
+    nodes = [n for n, _, _ in seen]
+    assert nodes == sorted(nodes) and nodes[-1] == r.nodes  # the last exchange reports the total
+    assert all(bound >= r.bound - 1e-9 * abs(r.bound) for _, bound, _ in seen)  # each a valid, larger bound
