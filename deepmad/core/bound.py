@@ -80,8 +80,9 @@ time for 25% more CPU), a worker process fed the second box of every pair (~25% 
 the two processes above exchange a few boxes every SYNC_EVERY), pseudo-cost and strong branching (a third fewer
 boxes, more time), one round of cuts a box or a second only near pruning, warm-started root rounds (more boxes);
 and with the optimum given, on the nine presets (3,086 boxes in all): more rounds of cuts while near pruning, 9
-tangents of each square or the penalty's every 0.25 (2,900-2,990 boxes, no less time), fewer rounds of root
-tightening (1-2: no less time). The primal side: given the optimum, deepmad-mb needs 766 boxes instead of ~950;
+tangents of each square or the penalty's every 0.25 (2,900-2,990 boxes, no less time). Fewer rounds of root
+tightening took no less time in one process; in two (the tightening runs before the split) 2 rounds instead of 4
+took 5.6% less over the nine presets (mb -5%, 89m -22%, r50 +24%): hence ROOT_NARROWING = 2. The primal side: given the optimum, deepmad-mb needs 766 boxes instead of ~950;
 rounding the LP point every way (2^11 rows) before the descent finds the optimum sooner (box 642, not ~790) but
 barely fewer boxes.
 Where the boxes go: on deepmad-89m two thirds of them close the last 1e-4 of the gap (the relaxation between grid
@@ -113,7 +114,7 @@ PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # varianc
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
 NODE_ITERS = 2  # rounds of cuts at every other box
 POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
-ROOT_NARROWING = 4  # rounds of bound tightening at the root (see BranchAndBound.narrow)
+ROOT_NARROWING = 2  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 SPLIT_AT = 8  # boxes solved before a second process takes half of the open ones (BranchAndBound.run)
 SYNC_EVERY = 24  # boxes each of the two processes solves between two exchanges (BranchAndBound._together)
 IDENT = 10_000  # ``when`` of a term present only where c_{i-1} = c_i (IDENT + i: an mbconv stage's residual add)
