@@ -43,8 +43,9 @@ integrality (a fractional depth or channel count), a stride-1 stage whose LP poi
 it is worth in the objective; children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
-LP point of the best open box, rounded to a design, is handed to ``polish`` (``solver.polisher``: the search's
-descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
+LP point of the best open box is rounded to the grid every way (down and up in each of its ROUNDINGS most
+fractional channel variables), and the best of those rows is handed to ``polish`` (``solver.polisher``: the
+search's descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
 the largest open bound is at most the incumbent (status ``optimal``), within ``gap_tol`` of it (``gap_limit``),
 or at its node or time limit; every max(largest open bound, incumbent) along the way is valid, and it returns
 the smallest. With no incumbent and no open box left, nothing is feasible (``infeasible``: a proof). With a node
@@ -78,13 +79,14 @@ of each solve is HiGHS's own setup) and the rest in many small numpy steps. Trie
 little for what they cost): two threads bounding a batch of two boxes (the GIL serialises the Python half: ~10% less
 time for 25% more CPU), a worker process fed the second box of every pair (~25% less time, for every box pickled;
 the two processes above exchange a few boxes every SYNC_EVERY), pseudo-cost and strong branching (a third fewer
-boxes, more time), one round of cuts a box or a second only near pruning, warm-started root rounds (more boxes);
-and with the optimum given, on the nine presets (3,086 boxes in all): more rounds of cuts while near pruning, 9
-tangents of each square or the penalty's every 0.25 (2,900-2,990 boxes, no less time). Fewer rounds of root
-tightening took no less time in one process; in two (the tightening runs before the split) 2 rounds instead of 4
-took 5.6% less over the nine presets (mb -5%, 89m -22%, r50 +24%): hence ROOT_NARROWING = 2. The primal side: given the optimum, deepmad-mb needs 766 boxes instead of ~950;
-rounding the LP point every way (2^11 rows) before the descent finds the optimum sooner (box 642, not ~790) but
-barely fewer boxes.
+boxes, more time), one round of cuts a box or a second only near pruning, warm-started root rounds (more boxes); and
+with the optimum given, on the nine presets (3,086 boxes in all): more rounds of cuts while near pruning, 9 tangents
+of each square or the penalty's every 0.25 (2,900-2,990 boxes, no less time). Fewer rounds of root tightening took
+no less time in one process; in two (the tightening runs before the split) 2 rounds instead of 4 took 5.6% less over
+the nine presets (mb -5%, 89m -22%, r50 +24%): hence ROOT_NARROWING = 2. The primal side: given the optimum,
+deepmad-mb needs 766 boxes instead of ~900; rounding the LP point every way (ROUNDINGS) before the descent, instead
+of to the nearest grid value, finds its optimum sooner (box 642, not ~790, in one process) and took 4.4-4.6% less
+over seven presets in two (mb 6-11%).
 Where the boxes go: on deepmad-89m two thirds of them close the last 1e-4 of the gap (the relaxation between grid
 points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to 0, given the optimum); on deepmad-mb the
 gap closes more evenly (500 boxes to 1e-3, 880 to 0).
@@ -114,6 +116,7 @@ PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # varianc
 ROOT_ROUNDS, ROOT_ITERS = 8, 10  # at the root (its cuts seed the whole tree): up to 8 x 10 rounds of cuts
 NODE_ITERS = 2  # rounds of cuts at every other box
 POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
+ROUNDINGS = 11  # channel variables of an LP point rounded both ways before the primal heuristic (_polish)
 ROOT_NARROWING = 2  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 SPLIT_AT = 8  # boxes solved before a second process takes half of the open ones (BranchAndBound.run)
 SYNC_EVERY = 24  # boxes each of the two processes solves between two exchanges (BranchAndBound._together)
@@ -761,7 +764,7 @@ class BranchAndBound:
     def __init__(self, problem: Problem, incumbent: float, iters: int = NODE_ITERS, polish=None):
         self.p, self.sp = problem, problem.space
         self.iters = iters
-        self.polish = polish  # row -> (row, objective) | None: the primal heuristic (solver.polisher)
+        self.polish = polish  # the primal heuristic, a solver.Polisher: pick(rows) -> row, row -> (row, f) | None
         self.tried: set[tuple[int, ...]] = set()
         self.R = Relaxation(problem)
         self._logk = np.log(np.array(problem.space.kernels, dtype=float))
@@ -1023,17 +1026,28 @@ class BranchAndBound:
             yield [_with(node, "z", v, (a, mid)), _with(node, "z", v, (mid + 1, b))]
 
     def _polish(self, node: Node, v: np.ndarray) -> None:
-        """Round the LP point of the box to a row (depths, kernels, channel grid) and, the first time that row comes
+        """Round the LP point of the box to rows: depths and kernels to the nearest choice; each channel variable
+        down and up to the grid (the ROUNDINGS most fractional ones both ways, the others to the nearest: at most
+        2^ROUNDINGS rows); take the best of them (``polish.pick``, by merit) and, the first time that row comes
         up, hand it to the primal heuristic; a better design becomes the incumbent."""
         R, sp, n, st = self.R, self.sp, self.sp.n, self.sp.step
-        z = [min(max(round(math.exp(v[j]) / st), a), b) * st for j, (a, b) in enumerate(node.z)]
+        lo, hi = np.array(node.z).T
+        g = np.exp(np.minimum(v[:len(node.z)], 700.0)) / st
+        down, up, near = (np.clip(f(g), lo, hi) for f in (np.floor, np.ceil, np.round))
+        both = np.flatnonzero(up != down)
+        both = both[np.argsort(-np.abs(g - np.round(g))[both], kind="stable")][:ROUNDINGS]
+        bits = (np.arange(2 ** len(both))[:, None] >> np.arange(len(both))[None, :]) & 1
+        Z = np.tile(near, (len(bits), 1))
+        Z[:, both] = np.where(bits, up[both], down[both])
+        Z = Z.astype(np.int64) * st
         ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
         L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
-        key = tuple(z + ks + L)
+        mids = Z[:, n + 1:] if sp.has_mid else np.zeros((len(Z), n), dtype=np.int64)
+        key = self.polish.pick(np.hstack([Z[:, :n + 1], mids, np.tile(ks + L, (len(Z), 1))]))
         if key in self.tried:
             return
         self.tried.add(key)
-        out = self.polish(z[:n + 1] + (z[n + 1:] if sp.has_mid else [0] * n) + ks + L)
+        out = self.polish(list(key))
         if out is not None and out[1] > self.inc:
             self.row, self.inc = out
 

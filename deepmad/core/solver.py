@@ -562,18 +562,28 @@ def _feasible(problem: Problem, search: _Search, y: np.ndarray) -> tuple[np.ndar
     return Y[j], float(m[j])
 
 
-def polisher(problem: Problem):
-    """The branch and bound's primal heuristic (deepmad/core/bound.py): a row rounded from a relaxation's optimum
-    -> the local optimum the descent reaches from it (scaled onto the budgets first) and its objective, or
-    None when that is not feasible."""
-    search = _Search(problem, math.inf)
+class Polisher:
+    """The branch and bound's primal heuristic (deepmad/core/bound.py). ``pick``: of rows rounded from a
+    relaxation's optimum, the best once put into the space (by ``merit``); calling it with a row: the local
+    optimum the descent reaches from it (scaled onto the budgets first) and its objective, or None when that is
+    not feasible."""
 
-    def polish(row) -> tuple[tuple[int, ...], float] | None:
-        y = _repair(problem, np.asarray(row, dtype=np.int64)[None])[0]
-        x, f = search.descend(*_feasible(problem, search, y))
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.search = _Search(problem, math.inf)
+
+    def pick(self, X) -> tuple[int, ...]:
+        Y = _repair(self.problem, np.asarray(X, dtype=np.int64))
+        return tuple(int(v) for v in Y[int(np.argmax(merit(self.problem, Y)))])
+
+    def __call__(self, row) -> tuple[tuple[int, ...], float] | None:
+        y = _repair(self.problem, np.asarray(row, dtype=np.int64)[None])[0]
+        x, f = self.search.descend(*_feasible(self.problem, self.search, y))
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
-    return polish
+
+def polisher(problem: Problem) -> Polisher:
+    return Polisher(problem)
 
 
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,
