@@ -1164,18 +1164,13 @@ class BranchAndBound:
             ours.close()
             theirs.close()
             return self._steps(max_nodes, gap_tol, False, progress), None, None
-        if pid == 0:  # the second process: never returns
-            code = 1
-            try:
+        if pid == 0:  # the second process
+            def second() -> None:
                 ours.close()
                 self.heap, self.me, self.conn = boxes[1::2], 1, theirs
                 self._together(max_nodes, gap_tol, base, None)
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the first process, which falls back
-                with contextlib.suppress(BaseException):
-                    theirs.send(("failed", repr(e)))
-            finally:
-                os._exit(code)
+
+            _child(second, lambda e: theirs.send(("failed", repr(e))))  # the first process falls back
         theirs.close()
         self.heap, self.conn = boxes[0::2], ours
         try:
@@ -1278,17 +1273,13 @@ class _Helper:
             ours.close()
             theirs.close()
             return self
-        if pid == 0:  # the helper: answers until told to stop, never returns
-            code = 1
-            try:
+        if pid == 0:  # the helper: answers until told to stop (if it fails, the asker does the work itself)
+            def answer() -> None:
                 ours.close()
                 while (args := theirs.recv()) is not None:
                     theirs.send(self.work(*args))
-                code = 0
-            except BaseException:  # noqa: BLE001 - the asker sees the pipe close and does the work itself
-                pass
-            finally:
-                os._exit(code)
+
+            _child(answer)
         theirs.close()
         self.conn, self.pid = ours, pid
         return self
@@ -1363,6 +1354,22 @@ def _pipe() -> tuple[_End, _End]:
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     return _End(r1, w2), _End(r2, w1)
+
+
+def _child(body, report=None) -> None:
+    """In a forked child: run body() and end the process with os._exit (0, or 1 after ``report(exception)``), so
+    that nothing of the parent's runs again in it: no caller returned to, no atexit handler, no buffer flushed
+    twice."""
+    code = 1
+    try:
+        body()
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - the child's failure is the parent's to handle
+        if report is not None:
+            with contextlib.suppress(BaseException):
+                report(e)
+    finally:
+        os._exit(code)
 
 
 def _fork() -> int | None:
