@@ -1190,35 +1190,32 @@ class BranchAndBound:
         while True:
             share = max(1, min(SYNC_EVERY, -(-(max_nodes - total) // 2)))
             stopped = self._steps(self.nodes + share, gap_tol, False, None)
-            mine = ("ok", self.inc, self.row, np.array([-e[0] for e in self.heap]), self.nodes - base[0],
-                    self.R.lp.solves - base[1], stopped == "time_limit")
+            mine = _Report(self.inc, self.row, np.array([-e[0] for e in self.heap]), self.nodes - base[0],
+                           self.R.lp.solves - base[1], stopped == "time_limit")
             self._send(mine)
             other = self._recv()
-            if other[0] != "ok":
+            if not isinstance(other, _Report):  # ("failed", why)
                 raise PeerLost(other[1])
             a, b = (mine, other) if self.me == 0 else (other, mine)
-            if a[1] >= b[1]:
-                self.inc, self.row = a[1], a[2]
-            else:
-                self.inc, self.row = b[1], b[2]
-            live = [int((x[3] > self.inc).sum()) for x in (a, b)]  # open boxes the incumbent has not overtaken
-            top = max([self.inc] + [float(x[3].max()) for x in (a, b) if len(x[3])])
+            self.inc, self.row = (a.inc, a.row) if a.inc >= b.inc else (b.inc, b.row)
+            live = [int((x.bounds > self.inc).sum()) for x in (a, b)]  # open boxes the incumbent has not overtaken
+            top = max([self.inc] + [float(x.bounds.max()) for x in (a, b) if len(x.bounds)])
             self.proven = min(self.proven, top)
-            total = base[0] + a[4] + b[4]
-            solves = base[1] + a[5] + b[5]
+            total = base[0] + a.nodes + b.nodes
+            solves = base[1] + a.solves + b.solves
             if progress is not None:
                 progress(total, self.proven, self.inc)
             stop = None
             if not sum(live) or top <= self.inc + gap_tol * abs(self.inc):  # (no incumbent: nothing left open)
                 stop = "done"
-            elif a[6] or b[6]:
+            elif a.out_of_time or b.out_of_time:
                 stop = "time_limit"
             elif total >= max_nodes:
                 stop = "node_limit"
             if stop is not None:
                 self.nodes = total
                 return stop, solves, sum(live)
-            self._balance(a[3], b[3])
+            self._balance(a.bounds, b.bounds)
 
     def _balance(self, bounds0: np.ndarray, bounds1: np.ndarray) -> None:
         """Drop the boxes the incumbent has overtaken; then, when one process holds more than its half (plus one) of
@@ -1384,6 +1381,18 @@ def _fork() -> int | None:
             return os.fork()
         except OSError:
             return None
+
+
+@dataclass(frozen=True, eq=False)
+class _Report:
+    """What each of two processes tells the other at an exchange (``BranchAndBound._together``)."""
+
+    inc: float  # its incumbent
+    row: tuple[int, ...] | None  # and its design, where it found it
+    bounds: np.ndarray  # the bound of every box it holds open
+    nodes: int  # boxes it solved since the split
+    solves: int  # LPs likewise
+    out_of_time: bool
 
 
 class PeerLost(RuntimeError):
