@@ -1088,14 +1088,13 @@ class BranchAndBound:
         self.count, self.me = 0, 0
         self.proven = INF  # every max(open bound, incumbent) along the way is valid: keep the smallest
         solves, open_ = None, None
-        if workers > 1 and not first and max_nodes > SPLIT_AT:
-            stop = self._steps(SPLIT_AT, gap_tol, False, progress)
-            if stop == "node_limit" and len(self.heap) >= 2:
+        split = workers > 1 and not first and max_nodes > SPLIT_AT
+        stop = self._steps(SPLIT_AT if split else max_nodes, gap_tol, first, progress)
+        if split and stop == "node_limit":  # the rest in two processes, or alone if one box is open
+            if len(self.heap) >= 2:
                 stop, solves, open_ = self._split(max_nodes, gap_tol, progress)
-            elif stop == "node_limit":
+            else:
                 stop = self._steps(max_nodes, gap_tol, first, progress)
-        else:
-            stop = self._steps(max_nodes, gap_tol, first, progress)
         heap = self.heap
         if open_ is None:
             top = min(self.proven, max(-heap[0][0], self.inc) if heap else self.inc)
