@@ -44,7 +44,7 @@ it is worth in the objective; children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box is rounded to the grid every way (down and up in each of its ROUNDINGS most
-fractional channel variables), and the best of those rows is handed to ``polish`` (``solver.polisher``: the
+fractional channel variables), and the best of those rows is handed to ``polish`` (``solver.Polisher``: the
 search's descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
 the largest open bound is at most the incumbent (status ``optimal``), within ``gap_tol`` of it (``gap_limit``),
 or at its node or time limit; every max(largest open bound, incumbent) along the way is valid, and it returns
@@ -1559,18 +1559,18 @@ def prove(problem: Problem, incumbent: float = -INF, *, max_nodes: int = BOUND_N
     optima and better designs become the incumbent (``Bound.row``). ``workers`` (default ``default_workers()``):
     processes of the tree search, 1 or 2. Deterministic for a given max_nodes and workers; ``time_limit`` makes
     the result depend on the machine's speed; the bound it returns is valid either way."""
-    from .solver import polisher
+    from .solver import Polisher
 
     workers = default_workers() if workers is None else workers
     if workers not in (1, 2):
         raise ValueError(f"workers: expected 1 or 2, got {workers!r}")
     t0 = time.perf_counter()
     limit = math.inf if time_limit is None else time_limit
-    bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
+    bb = BranchAndBound(problem, incumbent, polish=Polisher(problem) if polish else None)
     try:
         return bb.run(time_limit=limit, gap_tol=gap_tol, max_nodes=max_nodes, progress=progress, first=first,
                       workers=workers)
     except PeerLost:  # the second process failed and its boxes with it: the whole search again, in one process
-        bb = BranchAndBound(problem, incumbent, polish=polisher(problem) if polish else None)
+        bb = BranchAndBound(problem, incumbent, polish=Polisher(problem) if polish else None)
         return bb.run(time_limit=max(limit - (time.perf_counter() - t0), 0.0), gap_tol=gap_tol,
                       max_nodes=max_nodes, progress=progress, first=first)

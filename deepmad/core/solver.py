@@ -48,7 +48,7 @@ preset (the previous search's objectives are a floor in tests/core/test_solver.p
 The proof is not done here: ``solve`` returns ``bound``/``gap`` ``None``. ``deepmad.core.exact.solve`` (what
 ``deepmad design`` and ``deepmad.design`` call) runs a lighter search first (``BOUNDED_STARTS`` starts,
 ``BOUNDED_KICKS`` kicks) and then the branch and bound of ``deepmad/core/bound.py``, whose primal heuristic
-(``polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
+(``Polisher``: this module's descent from the rounded optimum of a relaxation) does most of what the kicks do
 here, guided by the bounds, and which runs until the design is proven optimal: the search only supplies the
 first incumbent.
 """
@@ -580,10 +580,6 @@ class Polisher:
         y = _repair(self.problem, np.asarray(row, dtype=np.int64)[None])[0]
         x, f = self.search.descend(*_feasible(self.problem, self.search, y))
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
-
-
-def polisher(problem: Problem) -> Polisher:
-    return Polisher(problem)
 
 
 def solve(problem: Problem, *, time_limit: float | None = None, n_starts: int = N_STARTS, kicks: int = KICKS,
