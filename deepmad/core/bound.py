@@ -1095,16 +1095,16 @@ class BranchAndBound:
                 stop, solves, open_ = self._split(max_nodes, gap_tol, progress)
             else:
                 stop = self._steps(max_nodes, gap_tol, first, progress)
-        heap = self.heap
-        if open_ is None:
+        heap, alone = self.heap, open_ is None
+        if alone:
             top = min(self.proven, max(-heap[0][0], self.inc) if heap else self.inc)
+            open_, solves = len(heap), R.lp.solves
         else:  # the last exchange's bound covers both processes' boxes
             top = self.proven
         if stop == "done":
             stop = ("infeasible" if self.inc == -INF else "optimal" if top <= self.inc else "gap_limit")
-        return Bound(float(top), float(self.inc), self.row, self.nodes, len(heap) if open_ is None else open_,
-                     time.perf_counter() - t0, stop, R.lp.solves if solves is None else solves,
-                     1 if open_ is None else 2)
+        return Bound(float(top), float(self.inc), self.row, self.nodes, open_, time.perf_counter() - t0, stop, solves,
+                     1 if alone else 2)
 
     def _steps(self, upto: int, gap_tol: float, first: bool, progress) -> str:
         """Take the best open box, split it and bound its children, until the best open bound is within gap_tol
