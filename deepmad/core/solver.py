@@ -413,6 +413,7 @@ class _Search:
         self.hoods = (_Neighbourhood(problem), _Neighbourhood(problem, kernels=True))
         self.deadline = deadline
         self.scored = 0
+        self.ends: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # row on a finished descent -> its end
 
     def merit(self, X: np.ndarray) -> np.ndarray:
         self.scored += len(X)
@@ -421,12 +422,19 @@ class _Search:
     def descend(self, x: np.ndarray, f: float | None = None) -> tuple[np.ndarray, float]:
         """Best-improvement descent from x: (local optimum, its merit). The channel and depth moves are
         searched until none improves, then the kernel changes (rarely useful, ~1/6 of the rows): the result is a
-        local optimum of both."""
+        local optimum of both. The descent from a row depends on the row alone, so a descent that reaches a row of
+        an earlier finished one ends where that one ended (``ends``), without scoring its steps again."""
         x = np.asarray(x, dtype=np.int64)
         if f is None:
             f = float(self.merit(x[None])[0])
-        part = 0
+        part, path = 0, []
         while time.perf_counter() < self.deadline:
+            if part == 0:
+                key = tuple(x.tolist())
+                if key in self.ends:
+                    x, f = self.ends[key]
+                    break
+                path.append(key)
             hood = self.hoods[part]
             if hood.N:
                 m = hood.merits(x, above=f + 1e-9 if f > FEASIBLE else None)
@@ -438,6 +446,10 @@ class _Search:
             if part == 1:
                 break
             part = 1
+        else:
+            return x, f  # cut short by the deadline: not a local optimum, nothing to remember
+        for key in path:
+            self.ends[key] = (x, f)
         return x, f
 
 

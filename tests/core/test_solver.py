@@ -111,6 +111,26 @@ def test_same_problem_same_design(designs):
     assert solve(p, seed=1, n_starts=2, kicks=5).x == c.x
 
 
+def test_a_descent_that_joins_a_finished_one_ends_where_it_ended():
+    """Descents remember where they ended (_Search.ends): one from a row on an earlier path scores nothing and
+    ends at the same local optimum as a search that never saw that path."""
+    from deepmad.core.solver import _Search
+
+    p = PRESETS["deepmad-r18"]
+    x0 = np.array(solve(p, n_starts=1, kicks=0).x)
+    x0[1:p.space.n + 1] -= p.space.step * np.array([2, 2, 4, 8])  # narrower: the descent has a path to walk
+    assert merit(p, x0[None])[0] > FEASIBLE
+    seen = _Search(p, np.inf)
+    end, f = seen.descend(x0)
+    assert tuple(end) != tuple(x0) and len(seen.ends) >= 3
+    on_path = next(np.array(k) for k in seen.ends if k != tuple(x0) and k != tuple(end))
+    scored = seen.scored
+    again, g = seen.descend(on_path, float(merit(p, on_path[None])[0]))
+    assert seen.scored == scored and (tuple(again), g) == (tuple(end), f)
+    fresh, h = _Search(p, np.inf).descend(on_path, float(merit(p, on_path[None])[0]))
+    assert (tuple(fresh), h) == (tuple(end), f)
+
+
 def test_time_limit_still_gives_a_valid_design():
     p = PRESETS["deepmad-mb"]
     assert_meets(p, solve(p, time_limit=1e-3))  # the limit stops descents and kicks; the design stays valid
