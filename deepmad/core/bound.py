@@ -52,7 +52,9 @@ the smallest. With no incumbent and no open box left, nothing is feasible (``inf
 limit only, it is deterministic.
 
 Two processes. Where the platform forks (Linux) and two CPUs are free to the process (``default_workers``;
-DEEPMAD_WORKERS=1 keeps one), a forked helper solves every other column's LPs of the root's bound tightening, and
+DEEPMAD_WORKERS=1 keeps one), the search that finds the first incumbent runs in a forked process while the root's
+relaxation is solved (``Alongside``; ``prove`` takes a function for the incumbent and calls it only then: the root
+does not depend on it), a forked helper solves every other column's LPs of the root's bound tightening, and
 once SPLIT_AT boxes are solved a second process takes every other open box (the 2nd best, the 4th, ...). Each
 then runs its own best-first search for SYNC_EVERY boxes, and the two exchange incumbents, open bounds and
 counts: both take the better incumbent (a tie: the first process's), both stop when the largest open bound of
@@ -101,6 +103,7 @@ import pickle
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -761,14 +764,17 @@ class Relaxation:
 
 
 class BranchAndBound:
-    def __init__(self, problem: Problem, incumbent: float, iters: int = NODE_ITERS, polish=None):
+    def __init__(self, problem: Problem, incumbent: float | Callable[[], float], iters: int = NODE_ITERS,
+                 polish=None):
+        """``incumbent``: the objective of a known design, or a function returning it, called once the root's
+        relaxation is solved (which does not depend on it), so that the search finding it can run meanwhile."""
         self.p, self.sp = problem, problem.space
         self.iters = iters
         self.polish = polish  # the primal heuristic, a solver.Polisher: pick(rows) -> row, row -> (row, f) | None
         self.tried: set[tuple[int, ...]] = set()
         self.R = Relaxation(problem)
         self._logk = np.log(np.array(problem.space.kernels, dtype=float))
-        self.inc = incumbent
+        self.inc, self.later = (-INF, incumbent) if callable(incumbent) else (incumbent, None)
         self.row: tuple[int, ...] | None = None
         self.conn = None  # the other process's end of a pipe, while two share the tree (_split)
 
@@ -1078,6 +1084,8 @@ class BranchAndBound:
             cuts = start.cuts()
             if ub > last - 1e-3 * abs(last):
                 break
+        if self.later is not None:  # the root's relaxation is solved: from here on the incumbent counts
+            self.inc, self.later = max(self.inc, float(self.later())), None
         self.nodes = 1
         if ROOT_NARROWING and start is not None and ub > self.inc:
             root, cuts = self.narrow(root, cuts, workers=workers if not first else 1)
@@ -1309,6 +1317,39 @@ class _Helper:
 
     def __exit__(self, *exc) -> None:
         self._close()
+
+
+class Alongside:
+    """``work(*args)`` computed in a forked process (a ``_Helper``) while the caller goes on, where the platform forks
+    and ``wanted``; elsewhere, or if that process fails, in the caller when the result is first asked for.
+    ``result()`` waits for it (and ends that process); a context manager, so that the process ends on every path."""
+
+    def __init__(self, work, *args, wanted: bool = True):
+        self.work, self.args, self.done, self.value = work, args, False, None
+        self.helper = _Helper(work, wanted).__enter__()
+        if not self.helper.ask(*args):
+            self.helper = None
+
+    def result(self):
+        if not self.done:
+            if self.helper is not None:
+                self.value = self.helper.answer()
+                self.close()
+            else:
+                self.value = self.work(*self.args)
+            self.done = True
+        return self.value
+
+    def close(self) -> None:
+        if self.helper is not None:
+            self.helper.__exit__(None, None, None)
+            self.helper = None
+
+    def __enter__(self) -> "Alongside":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _End:
@@ -1549,10 +1590,12 @@ def default_workers() -> int:
     return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
 
 
-def prove(problem: Problem, incumbent: float = -INF, *, max_nodes: int = BOUND_NODES, gap_tol: float = 0.0,
+def prove(problem: Problem, incumbent: float | Callable[[], float] = -INF, *, max_nodes: int = BOUND_NODES,
+          gap_tol: float = 0.0,
           time_limit: float | None = None, polish: bool = True, progress=None, first: bool = False,
           workers: int | None = None) -> Bound:
-    """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent`` (−inf: none known).
+    """Upper bound on the optimum of ``problem`` given a design of objective ``incumbent`` (−inf: none known; or a
+    function returning it, called once the root's relaxation is solved: see ``Alongside``).
 
     Stops once the bound is within gap_tol (relative) of the best design known (0: proven optimal), or at
     max_nodes boxes or time_limit seconds. With polish, the search's descent is run from the relaxations'

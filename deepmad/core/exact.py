@@ -1,9 +1,11 @@
-"""The exact solve of a design problem: a light search, then the branch and bound's proof; and the spec of any
+"""The exact solve of a design problem: a light search and the branch and bound's proof; and the spec of any
 named network (a preset is solved).
 
 ``solve`` runs the search (``solver``, lns) or the authors' evolutionary baseline (``evolution``), then the branch
 and bound of ``bound``, which proves an upper bound on the optimum and, for lns, improves the design wherever it
-finds a better one.
+finds a better one. The branch and bound's root relaxation does not depend on the search's design, so where the
+proof runs in two processes (``bound.default_workers``) the light search runs in the second one meanwhile
+(``bound.Alongside``), and the proof takes its design once the root is solved: the same design, sooner.
 """
 from __future__ import annotations
 
@@ -46,10 +48,10 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
 
     ``bound_nodes`` (default ``bound.BOUND_NODES``; 0 skips the proof) is the node budget of the branch and bound
     of ``deepmad.core.bound``; it stops earlier once its bound is within ``gap_tol`` (relative; 0 = proven optimal)
-    of the design. With lns, the search before it is the light one (``solver.BOUNDED_STARTS`` starts), and the
-    branch and bound's designs replace the search's wherever they are better: the default result is the proven
-    optimum. The evolutionary baseline's design is only bounded, never changed. ``time_limit`` (seconds) covers
-    both parts. The design's ``status`` says how the proof ended (``result.STATUSES``).
+    of the design. With lns, the search is the light one (``solver.BOUNDED_STARTS`` starts; beside the proof's
+    root, in a second process, without a time limit), and the branch and bound's designs replace the search's
+    wherever they are better: the default result is the proven optimum. The evolutionary baseline's design is
+    only bounded, never changed. ``time_limit`` (seconds) covers both parts. The design's ``status`` says how the proof ended (``result.STATUSES``).
 
     Raises ``Infeasible`` only when it is proven that no design meets the budgets (the message names the
     binding constraint and what the space can meet); ``NotFound`` when no design was found without such a proof.
@@ -67,9 +69,11 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
     why = over_budget(prob)  # proven for every solver: no network of the space is that cheap
     if why:
         raise Infeasible(why)
-    d, missing = None, None
+    d, missing, beside = None, None, None
     try:
-        if solver == "lns":
+        if solver == "lns" and bound_nodes and time_limit is None:  # beside the proof's root, in a second process
+            beside = bound.Alongside(_light_search, prob, wanted=bound.default_workers() > 1)
+        elif solver == "lns":
             light = dict(n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS) if bound_nodes else {}
             d = search(prob, time_limit=time_limit, **light)
         else:
@@ -86,8 +90,19 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
         return d
     left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.0)
     improve = solver == "lns" or d is None
-    b = bound.prove(prob, -math.inf if d is None else d.objective, max_nodes=bound_nodes, gap_tol=gap_tol,
-                    time_limit=left, polish=improve, progress=progress)
+
+    def incumbent() -> float:  # the proof asks once its root's relaxation is solved
+        nonlocal d, missing
+        if beside is not None:
+            d, missing = beside.result()
+        return -math.inf if d is None else d.objective
+
+    try:
+        b = bound.prove(prob, incumbent, max_nodes=bound_nodes, gap_tol=gap_tol, time_limit=left, polish=improve,
+                        progress=progress)
+    finally:
+        if beside is not None:
+            beside.close()
     if b.status == "infeasible":
         raise Infeasible(infeasible_message(prob))
     if b.row is not None and (d is None or (improve and b.incumbent > d.objective)):
@@ -104,6 +119,15 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
     status = "optimal" if gap == 0.0 else b.status
     return replace(d, bound=b.bound, gap=gap, seconds=time.perf_counter() - t0, bound_nodes=b.nodes, status=status,
                    lp_solves=b.lp_solves, proof_seconds=b.seconds, proof_workers=b.workers)
+
+
+def _light_search(prob: Problem) -> tuple[Design | None, NotFound | None]:
+    """The search before the branch and bound (``BOUNDED_STARTS`` starts, ``BOUNDED_KICKS`` kicks): its design, or
+    why it found none."""
+    try:
+        return search(prob, n_starts=BOUNDED_STARTS, kicks=BOUNDED_KICKS), None
+    except NotFound as e:
+        return None, e
 
 
 def infeasible_message(prob: Problem) -> str:

@@ -251,6 +251,43 @@ def test_a_failed_helper_leaves_the_bound_tightening_to_the_first_process(monkey
     assert narrowed == expected and narrowed != root
 
 
+def test_alongside_computes_in_a_second_process_or_else_in_the_caller():
+    import os
+
+    first = os.getpid()
+
+    def where(x):
+        return x + 1, os.getpid()
+
+    with B.Alongside(where, 41) as job:  # forked: the answer comes from another process
+        value, pid = job.result()
+        assert value == 42 and pid != first and job.result() == (value, pid)  # asked again: the same answer
+    with B.Alongside(where, 41, wanted=False) as job:
+        assert job.result() == (42, first)
+
+    def failing_there(x):
+        if os.getpid() != first:
+            os._exit(3)  # the second process dies without an answer
+        return x + 1
+
+    with B.Alongside(failing_there, 1) as job:
+        assert job.result() == 2  # computed by the caller instead
+
+
+def test_an_incumbent_given_late_proves_what_one_given_first_does():
+    """prove() asks for a callable incumbent once the root's relaxation is solved (the search runs meanwhile);
+    the tree is the one of the same incumbent given as a number."""
+    problem = TINY[3]
+    s = evaluate(problem, all_rows(problem))
+    worse = float(np.median(s.objective[s.feasible]))
+    asked = []
+    late = B.prove(problem, lambda: asked.append(1) or worse, workers=1)
+    now = B.prove(problem, worse, workers=1)
+    assert asked == [1]
+    assert (late.bound, late.incumbent, late.row, late.nodes, late.lp_solves) == \
+        (now.bound, now.incumbent, now.row, now.nodes, now.lp_solves)
+
+
 def test_workers_come_from_the_platform_or_deepmad_workers(monkeypatch):
     monkeypatch.setenv("DEEPMAD_WORKERS", "1")
     assert B.default_workers() == 1
