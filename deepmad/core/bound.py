@@ -1049,11 +1049,11 @@ class BranchAndBound:
         ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
         L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
         mids = Z[:, n + 1:] if sp.has_mid else np.zeros((len(Z), n), dtype=np.int64)
-        key = self.polish.pick(np.hstack([Z[:, :n + 1], mids, np.tile(ks + L, (len(Z), 1))]))
+        key, f = self.polish.pick(np.hstack([Z[:, :n + 1], mids, np.tile(ks + L, (len(Z), 1))]))
         if key in self.tried:
             return
         self.tried.add(key)
-        out = self.polish(list(key))
+        out = self.polish(list(key), f)
         if out is not None and out[1] > self.inc:
             self.row, self.inc = out
 

@@ -560,9 +560,10 @@ def kick(problem: Problem, x: np.ndarray, rng: np.random.Generator) -> np.ndarra
 FIT_FACTORS = np.geomspace(0.5, 1.0, 24)  # channel factors tried on a kick that breaks a budget
 
 
-def _feasible(problem: Problem, search: _Search, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """y, or if it breaks a budget the widest feasible copy of y with every channel scaled by one factor."""
-    f = float(search.merit(y[None])[0])
+def _feasible(problem: Problem, search: _Search, y: np.ndarray, f: float | None = None) -> tuple[np.ndarray, float]:
+    """y (of merit f, when known), or if it breaks a budget the widest feasible copy of y with every channel scaled
+    by one factor."""
+    f = float(search.merit(y[None])[0]) if f is None else f
     if f > FEASIBLE:
         return y, f
     sp = problem.space
@@ -580,21 +581,27 @@ def _feasible(problem: Problem, search: _Search, y: np.ndarray) -> tuple[np.ndar
 
 class Polisher:
     """The branch and bound's primal heuristic (deepmad/core/bound.py). ``pick``: of rows rounded from a
-    relaxation's optimum, the best once put into the space (by ``merit``); calling it with a row: the local
-    optimum the descent reaches from it (scaled onto the budgets first) and its objective, or None when that is
-    not feasible."""
+    relaxation's optimum, the best once put into the space, and its merit; calling it with a row (and, from
+    ``pick``, its merit): the local optimum the descent reaches from it (scaled onto the budgets first) and its
+    objective, or None when that is not feasible."""
 
     def __init__(self, problem: Problem):
         self.problem = problem
         self.search = _Search(problem, math.inf)
 
-    def pick(self, X) -> tuple[int, ...]:
+    def pick(self, X) -> tuple[tuple[int, ...], float]:
         Y = _repair(self.problem, np.asarray(X, dtype=np.int64))
-        return tuple(int(v) for v in Y[int(np.argmax(merit(self.problem, Y)))])
+        m = self.search.merit(Y)
+        j = int(np.argmax(m))
+        return tuple(int(v) for v in Y[j]), float(m[j])
 
-    def __call__(self, row) -> tuple[tuple[int, ...], float] | None:
-        y = _repair(self.problem, np.asarray(row, dtype=np.int64)[None])[0]
-        x, f = self.search.descend(*_feasible(self.problem, self.search, y))
+    def __call__(self, row, f: float | None = None) -> tuple[tuple[int, ...], float] | None:
+        if f is None:
+            y = _repair(self.problem, np.asarray(row, dtype=np.int64)[None])[0]
+            y, f = _feasible(self.problem, self.search, y)
+        else:  # a row of pick's: in the space already, its merit known
+            y, f = _feasible(self.problem, self.search, np.asarray(row, dtype=np.int64), f)
+        x, f = self.search.descend(y, f)
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
 
