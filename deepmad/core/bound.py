@@ -1132,7 +1132,7 @@ class BranchAndBound:
             if progress is not None and self.nodes % PROGRESS_EVERY < 2:
                 progress(self.nodes, self.proven, self.inc)
             bound, _, _, node, start, info = heapq.heappop(heap)
-            if info is not None:  # the incumbent may have risen since the box was pushed
+            if info is not None and info.get("fixed_at") != self.inc:  # the incumbent rose since the box was fixed
                 node = self.fix(node, info)
                 if node is None:
                     continue
@@ -1154,6 +1154,7 @@ class BranchAndBound:
                 ub = min(ub, -bound)  # the child's box lies in its parent's
                 if ub > self.inc and R.last is not None:
                     kid = self.fix(kid, R.last)
+                    R.last["fixed_at"] = self.inc  # fixed again at the same incumbent, the box would not change
                 if ub > self.inc and kid is not None:
                     self.count += 1
                     heapq.heappush(heap, (-ub, self.count, self.me, kid, ks, R.last))
