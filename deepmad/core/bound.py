@@ -96,6 +96,7 @@ gap closes more evenly (500 boxes to 1e-3, 880 to 0).
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import math
 import os
@@ -163,9 +164,18 @@ class Start:
 
     def cuts(self) -> tuple[np.ndarray, np.ndarray]:
         """The cuts a child holds: the active ones and the last round's, (rows, rhs)."""
+        return self._held
+
+    @functools.cached_property
+    def _held(self) -> tuple[np.ndarray, np.ndarray]:  # every child of a box holds the same (not to be changed)
         keep = np.ones(len(self.cb), dtype=bool)
         keep[self.drop] = False
         return np.vstack([self.CA[keep], self.CN]), np.concatenate([self.cb[keep], self.cbn])
+
+    @functools.cached_property
+    def rows(self) -> tuple[tuple, tuple]:
+        """CA's and CN's nonzeros row by row (``_LP.rows``), for every child of the box."""
+        return _LP.rows(self.CA), _LP.rows(self.CN)
 
 
 class Relaxation:
@@ -663,18 +673,20 @@ class Relaxation:
         """Put max c·v over the box's rows (``box_rows``) and its cuts into the LP: those of ``start``, from its
         basis, or else ``cuts`` (rows, rhs), or none. Returns the cuts, (rows, rhs)."""
         if start is not None:
-            self.lp.load(c, self.matrix(box, start.CA), np.concatenate([self.b0, rhs, start.cb]), lo, hi,
+            ca, cn = start.rows
+            self.lp.load(c, self.matrix(box, ca, len(start.cb)), np.concatenate([self.b0, rhs, start.cb]), lo, hi,
                          start.basis)
             self.lp.delete_rows(len(self.b0) + self.nbox + start.drop)
-            self.lp.add(start.CN, start.cbn)
+            self.lp.add_rows(cn, start.cbn)
             return start.cuts()
         CA, cb = cuts if cuts is not None else (np.zeros((0, self.nv)), np.zeros(0))
-        self.lp.load(c, self.matrix(box, CA), np.concatenate([self.b0, rhs, cb]), lo, hi)
+        self.lp.load(c, self.matrix(box, _LP.rows(CA), len(CA)), np.concatenate([self.b0, rhs, cb]), lo, hi)
         return CA, cb
 
-    def matrix(self, box, CA: np.ndarray):
-        """The LP's rows, static, of the box and the cuts CA, as (row starts, columns, values, rows)."""
-        parts = [self.A0_rows, box, _LP.rows(CA)]
+    def matrix(self, box, cuts, ncuts: int):
+        """The LP's rows, static, of the box and the ncuts cuts (their nonzeros, ``_LP.rows``), as (row starts,
+        columns, values, rows)."""
+        parts = [self.A0_rows, box, cuts]
         starts, index, value, off = [], [], [], 0
         for st, ix, va in parts:
             starts.append(st + off)
@@ -682,7 +694,7 @@ class Relaxation:
             value.append(va)
             off += len(va)
         return (np.concatenate(starts).astype(np.int32), np.concatenate(index), np.concatenate(value),
-                len(self.b0) + self.nbox + len(CA))
+                len(self.b0) + self.nbox + ncuts)
 
     def _square_cut(self, k: int, y0: float) -> tuple[np.ndarray, float]:
         """Tangent of s_k >= (U_k·L')² at U_k·L' = y0: −s_k + 2 y0 U_k·L' <= y0²."""
@@ -792,7 +804,9 @@ class BranchAndBound:
         """The box with its channel ranges narrowed by the ordering and ratio constraints (None: empty)."""
         sp, n = self.sp, self.sp.n
         z = [list(r) for r in node.z]
-        for _ in range(2):
+        for sweep in range(2):
+            if sweep and [tuple(r) for r in z] == list(node.z):  # the first sweep changed nothing: nor would this
+                break
             for i in range(n if sp.ordered else 0):  # c_i <= c_{i+1} (guideline 3)
                 z[i + 1][0] = max(z[i + 1][0], z[i][0])
                 z[n - 1 - i][1] = min(z[n - 1 - i][1], z[n - i][1])
@@ -1550,9 +1564,14 @@ class _LP:
         return mask
 
     def add(self, A: np.ndarray, b: np.ndarray) -> None:
+        if len(b):
+            self.add_rows(self.rows(A), b)
+
+    def add_rows(self, rows: tuple, b: np.ndarray) -> None:
+        """Add rows (their nonzeros, ``rows``) x <= b."""
         if not len(b):
             return
-        start, index, value = self.rows(A)
+        start, index, value = rows
         self.h.addRows(len(b), np.full(len(b), self.ninf), np.asarray(b, float), len(value), start, index, value)
 
     def run(self):
