@@ -379,6 +379,7 @@ class Relaxation:
         self.kcoef, self.kstage, self.kpos = np.array(kcoef), np.array(kstage), np.array(kpos).reshape(-1, 2)
         self.by_kernel = bool((self.kstage >= 0).any())  # a coefficient depends on a kernel (a latency budget)
         self.has_ident = bool((self.when >= IDENT).any())
+        self.proj_stages = sorted({int(w) for w in self.when[(self.when > 0) & (self.when < IDENT)]})  # see splits
         self.rep = self.Lsel.any(1)
         self.E0, self.Ex0 = self.E, self.Ex  # without the latency's powers of the kernel (box_terms adds them)
         self.EEL = np.hstack([self.E.T, self.Ex.T, self.Lsel.T])
@@ -615,6 +616,10 @@ class Relaxation:
         hr, hc = np.nonzero(H)
         qr, qc = np.nonzero(Q)
         self.bx_h, self.bx_q = (hr, hc), (qr, qc)
+        j2 = np.concatenate([self.bx_ja, self.bx_ja])[hr]  # each h nonzero's scale: S_j's entry, h_j's, c_j's column
+        self.bx_hv = (self.S[j2, hc], hc == self.ih + j2, hc == self.a_col[j2])
+        ks = np.arange(nq) // max(self.bx_sq, 1)
+        self.bx_qv = (qc == self.iS + ks[qr], self.U[ks[qr], np.clip(qc - self.iL, 0, n - 1)])  # s_k's, U_k's
         self.bx_rows = np.concatenate([np.repeat(np.arange(4 * P), 3), 4 * P + hr, 4 * P + nh + qr])
         self.bx_cols = np.concatenate([np.tile(self.pairs[:, [0, 1, 2]], (4, 1)).ravel(), hc, qc]).astype(np.int32)
         self.A0_rows = _LP.rows(self.A0)
@@ -646,21 +651,19 @@ class Relaxation:
             j2, w2 = np.concatenate([ja, ja]), np.concatenate([w, w])
             r = np.arange(2 * len(ja))
             a = self.r2[j2] + a_c
-            H = -a[:, None] * self.S[j2]
-            H[r, self.ih + j2] += 1
-            H[r, w2] -= s_c
-            hv = H[self.bx_h]
+            hr = self.bx_h[0]
+            sv, own, cj = self.bx_hv  # the nonzeros of −a_j S_j, +1 at h_j and − s_c at c_j, row by row
+            hv = -a[hr] * sv
+            hv = np.where(own, hv + 1, hv)
+            hv = np.where(cj, hv - s_c[hr], hv)
             rhs[4 * P:4 * P + len(r)] = a * self.s0[j2] - a_c * s_c
         qv = np.zeros(0)
         if self.bx_sq:  # s_k >= y_k² at the points _SQUARE_AT of y_k's range: −s_k + 2 y0 U_k·L' <= y0²
             ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)
             yhi = np.maximum(self.U * lo[L], self.U * hi[L]).sum(1)
             y0 = (ylo[:, None] + (yhi - ylo)[:, None] * _SQUARE_AT[None]).ravel()
-            ks = np.repeat(np.arange(n - 1), self.bx_sq)
-            Q = np.zeros((len(ks), nv))
-            Q[np.arange(len(ks)), self.iS + ks] = -1
-            Q[:, L] = 2 * y0[:, None] * self.U[ks]
-            qv = Q[self.bx_q]
+            own, u = self.bx_qv  # the nonzeros: −1 at s_k, 2 y0 U_k at the depths
+            qv = np.where(own, -1.0, 2 * y0[self.bx_q[0]] * u)
             rhs[4 * P + 2 * len(ja):] = y0 * y0
         value = np.concatenate([mc.ravel(), hv, qv])
         nz = value != 0
@@ -997,7 +1000,7 @@ class BranchAndBound:
                     cands.append((total[j] * max(dist, 0.0), "z", j, g))
             # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
             # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
-            stages = sorted({int(w) for w in R.when[(R.when > 0) & (R.when < IDENT)]})
+            stages = R.proj_stages
             if stages and R.by_kernel:
                 R.box_terms(node)  # the exponents of the box's kernels
             z = R._at(v[None])[0] if stages else None
