@@ -88,7 +88,16 @@ no less time in one process; in two (the tightening runs before the split) 2 rou
 the nine presets (mb -5%, 89m -22%, r50 +24%): hence ROOT_NARROWING = 2. The primal side: given the optimum,
 deepmad-mb needs 766 boxes instead of ~900; rounding the LP point every way (ROUNDINGS) before the descent, instead
 of to the nearest grid value, finds its optimum sooner (box 642, not ~790, in one process) and took 4.4-4.6% less
-over seven presets in two (mb 6-11%).
+over seven presets in two (mb 6-11%). Tried later (2026-12-02, the nine presets in two processes unless said) and
+not kept: pseudo-costs scaling the branching scores, per variable or per kind (+5% and +20-26% boxes); tangents at
+the parent's LP point clipped into each child before its first solve (-6% boxes in one process, but +2-16% more
+instructions on five presets, counted under callgrind); every solved box's LP point rounded 16 ways and scored in
+batches of 16 boxes (-1.5-3% boxes, about what the scoring costs); polishing less often after each polish that finds
+nothing (+10-12% boxes); rounding depths both ways in the polish too (+1-3%); POLISH_EVERY 20 or 24 (-11% time over
+the nine, but deepmad-mb +8% boxes), 32; NODE_ITERS 1 (+37% boxes) or 3 (+2% boxes, +25% LP solves); SPLIT_AT 2 or 4
+(+5-12% boxes on deepmad-mb). HiGHS's fixed cost a solve (~0.3 of its ~0.47 ms: refactoring and steepest-edge
+weights) stays whatever changes the matrix: a warm model with its coefficients changed solves no faster than a new
+one; only bound changes keep it warm (~0.1-0.2 ms).
 Where the boxes go: on deepmad-89m two thirds of them close the last 1e-4 of the gap (the relaxation between grid
 points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to 0, given the optimum); on deepmad-mb the
 gap closes more evenly (500 boxes to 1e-3, 880 to 0).
