@@ -657,15 +657,14 @@ class Relaxation:
             w = self.a_col[ja]
             a_c = np.concatenate([hi[w], lo[w]])
             s_c = np.concatenate([smin[ja], smax[ja]])
-            j2, w2 = np.concatenate([ja, ja]), np.concatenate([w, w])
-            r = np.arange(2 * len(ja))
+            j2 = np.concatenate([ja, ja])
             a = self.r2[j2] + a_c
             hr = self.bx_h[0]
             sv, own, cj = self.bx_hv  # the nonzeros of −a_j S_j, +1 at h_j and − s_c at c_j, row by row
             hv = -a[hr] * sv
             hv = np.where(own, hv + 1, hv)
             hv = np.where(cj, hv - s_c[hr], hv)
-            rhs[4 * P:4 * P + len(r)] = a * self.s0[j2] - a_c * s_c
+            rhs[4 * P:4 * P + len(j2)] = a * self.s0[j2] - a_c * s_c
         qv = np.zeros(0)
         if self.bx_sq:  # s_k >= y_k² at the points _SQUARE_AT of y_k's range: −s_k + 2 y0 U_k·L' <= y0²
             ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)

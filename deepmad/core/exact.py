@@ -51,7 +51,8 @@ def solve(prob: Problem, *, solver: str = "lns", seed: int = 0, candidates: int 
     of the design. With lns, the search is the light one (``solver.BOUNDED_STARTS`` starts; beside the proof's
     root, in a second process, without a time limit), and the branch and bound's designs replace the search's
     wherever they are better: the default result is the proven optimum. The evolutionary baseline's design is
-    only bounded, never changed. ``time_limit`` (seconds) covers both parts. The design's ``status`` says how the proof ended (``result.STATUSES``).
+    only bounded, never changed. ``time_limit`` (seconds) covers both parts. The design's ``status`` says how the
+    proof ended (``result.STATUSES``).
 
     Raises ``Infeasible`` only when it is proven that no design meets the budgets (the message names the
     binding constraint and what the space can meet); ``NotFound`` when no design was found without such a proof.

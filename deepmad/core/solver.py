@@ -596,12 +596,10 @@ class Polisher:
         return tuple(int(v) for v in Y[j]), float(m[j])
 
     def __call__(self, row, f: float | None = None) -> tuple[tuple[int, ...], float] | None:
-        if f is None:
-            y = _repair(self.problem, np.asarray(row, dtype=np.int64)[None])[0]
-            y, f = _feasible(self.problem, self.search, y)
-        else:  # a row of pick's: in the space already, its merit known
-            y, f = _feasible(self.problem, self.search, np.asarray(row, dtype=np.int64), f)
-        x, f = self.search.descend(y, f)
+        y = np.asarray(row, dtype=np.int64)
+        if f is None:  # not one of pick's rows (in the space already, its merit known)
+            y = _repair(self.problem, y[None])[0]
+        x, f = self.search.descend(*_feasible(self.problem, self.search, y, f))
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
 
