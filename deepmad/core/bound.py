@@ -95,9 +95,11 @@ instructions on five presets, counted under callgrind); every solved box's LP po
 batches of 16 boxes (-1.5-3% boxes, about what the scoring costs); polishing less often after each polish that finds
 nothing (+10-12% boxes); rounding depths both ways in the polish too (+1-3%); POLISH_EVERY 20 or 24 (-11% time over
 the nine, but deepmad-mb +8% boxes), 32; NODE_ITERS 1 (+37% boxes) or 3 (+2% boxes, +25% LP solves); SPLIT_AT 2 or 4
-(+5-12% boxes on deepmad-mb). HiGHS's fixed cost a solve (~0.3 of its ~0.47 ms: refactoring and steepest-edge
-weights) stays whatever changes the matrix: a warm model with its coefficients changed solves no faster than a new
-one; only bound changes keep it warm (~0.1-0.2 ms).
+(+5-12% boxes on deepmad-mb); a pipelined exchange (each process reads the other's report of the period before, so
+that neither waits: ~4% of the tree was waiting) +6% boxes over the nine (the incumbent and the balance a period
+late), no less time. HiGHS's fixed cost a solve (~0.3 of its ~0.47 ms: refactoring and steepest-edge weights) stays
+whatever changes the matrix: a warm model with its coefficients changed solves no faster than a new one; only bound
+changes keep it warm (~0.1-0.2 ms).
 Where the boxes go: on deepmad-89m two thirds of them close the last 1e-4 of the gap (the relaxation between grid
 points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to 0, given the optimum); on deepmad-mb the
 gap closes more evenly (500 boxes to 1e-3, 880 to 0).
