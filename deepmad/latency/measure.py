@@ -27,7 +27,10 @@ block twice its time). ``system`` leaves the allocator as it is. Other platforms
 
 Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median and 90th percentile
 (``Timing``). ``measure_many`` interleaves several models (round-robin, a few runs each per round), so a slow
-spell on a shared machine hits them all alike; every comparison the benchmark prints is measured that way.
+spell on a shared machine hits them all alike; every comparison the benchmark prints is measured that way. Each
+time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another model's
+is cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took
+1.02-1.29x the item's median, the others 0.92-1.06x; with one re-warm run, 0.97-1.09x).
 """
 from __future__ import annotations
 
@@ -315,11 +318,16 @@ def running(settings: Settings):
         yield
 
 
+REWARM = 1  # untimed runs each time measure_many returns to a model: its first run after another model's is cold
+
+
 def measure_many(models: Sequence[tuple[Any, Sequence[int]]], settings: Settings, *, rounds: int | None = None,
                  progress: Callable[[int], None] | None = None, seed: int = 0) -> list[Timing]:
     """Time several (module, input shape) pairs interleaved: each is warmed up, then ``rounds`` rounds
     (default: runs, up to 5) run every model runs/rounds times in turn; ``progress(k)`` after each model's
-    share of a round. Every model gets ``settings.runs`` timed runs (rounded up to a multiple of rounds)."""
+    share of a round, after ``REWARM`` untimed runs (the first run after another model's is cold: the other
+    model's weights and activations hold the caches). Every model gets ``settings.runs`` timed runs (rounded up
+    to a multiple of rounds)."""
     rounds = rounds or min(settings.runs, 5)
     per = max(1, math.ceil(settings.runs / rounds))
     with running(settings):
@@ -328,8 +336,10 @@ def measure_many(models: Sequence[tuple[Any, Sequence[int]]], settings: Settings
             for r in runners:
                 r.warm(settings.warmup)
             samples: list[list[float]] = [[] for _ in runners]
+            rewarm = REWARM if len(runners) > 1 else 0
             for _ in range(rounds):
                 for j, r in enumerate(runners):
+                    r.warm(rewarm)
                     samples[j] += [r.run() for _ in range(per)]
                     if progress is not None:
                         progress(1)
