@@ -28,9 +28,10 @@ block twice its time). ``system`` leaves the allocator as it is. Other platforms
 Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median and 90th percentile
 (``Timing``). ``measure_many`` interleaves several models (round-robin, a few runs each per round), so a slow
 spell on a shared machine hits them all alike; every comparison the benchmark prints is measured that way. Each
-time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another model's
-is cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took
-1.02-1.29x the item's median, the others 0.92-1.06x; with one re-warm run, 0.97-1.09x).
+time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another model's is
+cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took 1.12x the
+item's median (the median over 3 repeats of 3 rounds; 1.02-1.29x), the others 0.98x; with one re-warm run, 1.03x
+(0.97-1.09x) and 1.00x).
 """
 from __future__ import annotations
 
