@@ -10,7 +10,9 @@
    in chunks of 8, each after the model's drift reference (``calibrate.speed``: how fast the device runs now
    against when it was calibrated, chunk by chunk); median, 90th percentile and largest |predicted / measured
    - 1|, the median signed error, and the median and 90th percentile with the device's drift taken out
-   (predicted times its chunk's speed).
+   (predicted times its chunk's speed). Then the same networks are timed again, the same way: how far a
+   network's measured median moves between the two (raw and with each time's drift taken out) is the
+   measurement's own repeatability, the floor under any prediction error this machine can show.
 3. (b) Designs under a latency budget: resnet18 is measured as calibration measures (in a chunk with 7 random
    networks of the family, interleaved, after the drift reference: the device's speed then);
    deepmad-r18's problem (resnet18's FLOPs and params) is solved with latency budgets of 0.75x, 1x and 1.25x
@@ -81,8 +83,18 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
         say(f"  {block + ' (' + act + ')':<18} {e['count']:>3} {100 * e['median']:>6.1f}% {100 * e['p90']:>6.1f}% "
             f"{100 * e['max']:>6.1f}% {100 * bias:>+6.1f}% | {factor:>6.3f} {'':>16}{drift}"
             f"   {measured.min():.1f}-{measured.max():.1f} ({time.perf_counter() - t0:.0f} s){'' if not overlap else f'; {overlap} seen by calibration!'}")
+        # the same networks timed again, the same way: how far the measurement itself repeats on this machine
+        factor2, timings2, speeds2 = cal.speed(model, settings, specs, chunk=CHUNK)
+        again = np.array([t.median_ms for t in timings2])
+        rep = errors(again, measured)
+        repd = errors(again / np.array(speeds2), measured / speeds) if math.isfinite(factor2) else None
+        say(f"  {'':<18} timed again: a network's median moved by {100 * rep['median']:.1f}% (median), "
+            f"{100 * rep['p90']:.1f}% (p90), speed {factor2:.3f}"
+            + (f"; with each time's drift taken out {100 * repd['median']:.1f}%, {100 * repd['p90']:.1f}%" if repd
+               else "") + ": the measurement's own repeatability here")
         out.setdefault("heldout", {})[f"{block}:{act}"] = {
             "errors": e, "bias": bias, "speed": factor, "drift_corrected": ed, "overlap_with_calibration": overlap,
+            "repeat": {"changed": rep, "drift_corrected": repd, "speed": factor2},
             "networks": [{"name": s.name, "macs": blocks.cost(s).macs, "measured_ms": float(m), "predicted_ms": float(p)}
                          for s, m, p in zip(specs, measured, pred)]}
 
@@ -201,6 +213,10 @@ def main(argv=None) -> None:
         e = h["errors"]
         say(f"  held-out {key}: median {100 * e['median']:.1f}% (<= 5%: {'yes' if e['median'] <= 0.05 else 'NO'}), "
             f"p90 {100 * e['p90']:.1f}% (<= 10%: {'yes' if e['p90'] <= 0.10 else 'NO'})")
+        r = h["repeat"]
+        say(f"  held-out {key}: the same networks timed again moved by {100 * r['changed']['median']:.1f}% (median)"
+            + (f", {100 * r['drift_corrected']['median']:.1f}% with the drift taken out" if r["drift_corrected"] else "")
+            + ": the floor under any error measured here")
         d = h["drift_corrected"]
         if d:
             say(f"  held-out {key}, drift-corrected: median {100 * d['median']:.1f}% (<= 5%: "
