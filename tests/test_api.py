@@ -380,3 +380,15 @@ def test_a_latency_margin_without_a_latency_budget_warns():
         api.problem("deepmad-r18", latency_margin="5%")
     assert [str(x.message) for x in w if issubclass(x.category, DeepMADWarning)] == [
         "latency_margin: applies to a latency budget only (latency=..., --latency); ignored"]
+
+
+def test_the_package_loads_its_names_on_first_use():
+    code = ("import sys, deepmad; assert 'numpy' not in sys.modules; "
+            "names = {}; exec('from deepmad import *', names); "
+            "assert set(deepmad.__all__) <= set(names) <= set(dir(deepmad)) | {'__builtins__'}; "
+            "assert 'numpy' in sys.modules and 'torch' not in sys.modules; "
+            "print(deepmad.design is deepmad.api.design, deepmad.Spec is deepmad.core.spec.Spec)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+    with pytest.raises(AttributeError, match="has no attribute 'nonexistent'"):
+        deepmad.nonexistent  # noqa: B018

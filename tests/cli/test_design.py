@@ -92,6 +92,24 @@ def test_version(capsys):
     assert code == 0 and out.strip() == "deepmad 0.1.0"
 
 
+def test_the_command_loads_nothing_heavy_before_its_handlers():
+    """The console script imports deepmad.cli before main() can catch Ctrl-C or bad input: that import (and the
+    parser) loads no numpy, so an interrupt while the design modules load reaches main's handler."""
+    code = ("import sys, deepmad.cli; deepmad.cli.parser(); "
+            "print(sorted(m for m in ('numpy', 'scipy', 'yaml', 'torch', 'deepmad.api') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_an_interrupt_while_a_command_loads_is_one_line(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt  # as Ctrl-C arrives while the handler imports the design modules
+
+    monkeypatch.setitem(cli.design.COMMANDS, "design", interrupted)
+    code, out, err = run(capsys, "design", "--preset", "deepmad-r18")
+    assert code == 130 and out == "" and err == "deepmad: error: interrupted\n"
+
+
 # ---------------------------------------------------------------------------------------------- design
 
 @pytest.fixture(scope="module")
