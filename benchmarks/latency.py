@@ -1,7 +1,7 @@
 """Latency model and latency budgets on this machine: everything issue 11's acceptance asks for, in one run.
 
     python benchmarks/latency.py [--quick] [--model FILE] [--save-model FILE] [--networks 30] [--runs 10]
-                                 [--clock wall|cpu] [--pin-cpu CORE] [--json FILE]
+                                 [--clock wall|cpu] [--statistic median|min] [--pin-cpu CORE] [--json FILE]
 
 1. Calibrate (``deepmad.latency.calibrate``, default grid; --quick: the small grid), or read --model.
 2. (a) Prediction error on held-out random networks: --networks random networks per family (bottleneck and
@@ -23,9 +23,10 @@
    the speed at the end, over the budget in the model's units), and measured / resnet18 of that same run.
    The same for the MBConv family (deepmad-mb's problem) against mobilenet_v2.
 
-Settings: CPU, batch 1, one thread, torch eager (inference mode), median of --runs runs. The machine should be
-quiet (the load average is printed before and after): on a shared machine, --clock cpu measures each run's
-thread CPU time instead of the elapsed time (steadier; the same on a quiet machine).
+Settings: CPU, batch 1, one thread, torch eager (inference mode), median of --runs runs (--statistic min: their
+minimum, calibrated, predicted and compared; with --model, the model's). The machine should be quiet (the load
+average is printed before and after): on a shared machine, --clock cpu measures each run's thread CPU time instead
+of the elapsed time (steadier; the same on a quiet machine), and --statistic min the runs least disturbed.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ from deepmad.latency.model import errors, read, save
 
 HELDOUT_SEED = 424242  # calibration's networks use seeds seed * 1000 + 17 + family index
 CHUNK = 8  # networks timed together after the drift reference (``calibrate.speed``'s chunk)
+QUOTE = "'"
 FAMILIES = (("bottleneck", "relu", "deepmad-r18", "resnet18"), ("mbconv", "silu", "deepmad-mb", "mobilenet_v2"))
 
 
@@ -63,6 +65,7 @@ def random_networks(block: str, act: str, count: int, seed: int) -> list:
 
 
 def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
+    stat = cal.statistic_of(model)  # what is compared of a network's runs: the model's statistic
     say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
         f"preset's MACs), measured interleaved in chunks of {CHUNK} after the model's drift reference (speed: now / at "
         f"calibration, the median of the chunks')")
@@ -73,7 +76,7 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
         overlap = sum(1 for s in specs if replace(s, name="") in seen)
         t0 = time.perf_counter()
         factor, timings, speeds = cal.speed(model, settings, specs, chunk=CHUNK)
-        measured = np.array([t.median_ms for t in timings])
+        measured = np.array([t.value(stat) for t in timings])
         speeds = np.array(speeds)
         pred = np.array([lat.predict(model, s).total for s in specs])
         e = errors(pred, measured)
@@ -85,10 +88,10 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
             f"   {measured.min():.1f}-{measured.max():.1f} ({time.perf_counter() - t0:.0f} s){'' if not overlap else f'; {overlap} seen by calibration!'}")
         # the same networks timed again, the same way: how far the measurement itself repeats on this machine
         factor2, timings2, speeds2 = cal.speed(model, settings, specs, chunk=CHUNK)
-        again = np.array([t.median_ms for t in timings2])
+        again = np.array([t.value(stat) for t in timings2])
         rep = errors(again, measured)
         repd = errors(again / np.array(speeds2), measured / speeds) if math.isfinite(factor2) else None
-        say(f"  {'':<18} timed again: a network's median moved by {100 * rep['median']:.1f}% (median), "
+        say(f"  {'':<18} timed again: a network's {stat} moved by {100 * rep['median']:.1f}% (median), "
             f"{100 * rep['p90']:.1f}% (p90), speed {factor2:.3f}"
             + (f"; with each time's drift taken out {100 * repd['median']:.1f}%, {100 * repd['p90']:.1f}%" if repd
                else "") + ": the measurement's own repeatability here")
@@ -100,6 +103,7 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
 
 
 def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) -> None:
+    stat = cal.statistic_of(model)
     say()
     say("(b) designs under a latency budget (f x the baseline's measured latency), beside the FLOPs-only design and "
         "the baseline, measured interleaved in one run")
@@ -113,7 +117,7 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
         # and the speed comes out ~15% fast (0.84 against ~1.0 a minute later, in two runs)
         company = random_networks(block, act, CHUNK - 1, HELDOUT_SEED + 100 + j)
         _, (first, *_), (f1, *_) = cal.speed(model, settings, [ref] + company, chunk=CHUNK)
-        t_ref = first.median_ms
+        t_ref = first.value(stat)
         units = t_ref / f1 if math.isfinite(f1) else t_ref  # the baseline's latency at the calibration's speed
         prob = api.problem(preset)
         say(f"  {preset} problem (FLOPs {prob.budget.flops / 1e9:.3g} G, params {prob.budget.params / 1e6:.4g} M; "
@@ -132,7 +136,7 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
                 say(f"    {f:g}x: {e}")
         solve_s = time.perf_counter() - t0
         f2, timings, speeds = cal.speed(model, settings, [ref] + [d.spec for _, _, d in rows])
-        t_again = timings[0].median_ms
+        t_again = timings[0].value(stat)
         say(f"    {'network':<16} {'objective':>10} {'gap':>6} {'MACs':>8} {'params':>7} {'budget':>8} {'(model)':>8} "
             f"{'predicted':>9} {'measured':>9} {'meas/budget':>11} {'drift-corr.':>11} {'vs ' + base:>14}")
         say(f"    {base:<16} {'-':>10} {'-':>6} {blocks.cost(ref).macs / 1e9:>7.3f}G {blocks.cost(ref).params / 1e6:>6.2f}M "
@@ -141,7 +145,7 @@ def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) 
                "baseline_ms": t_again, "speed_first": f1, "speed_end": f2, "solve_seconds": solve_s, "designs": []}
         for (label, f, d), t, now in zip(rows, timings[1:], speeds[1:]):
             pred = lat.predict(model, d.spec).total
-            m = t.median_ms
+            m = t.value(stat)
             budget, bm = (None, None) if f is None else (f * t_ref, f * units)
             corr = None if bm is None or not math.isfinite(now) else m / now / bm
             gap = "-" if d.gap is None else f"{100 * d.gap:.1f}%"
@@ -170,6 +174,8 @@ def main(argv=None) -> None:
     p.add_argument("--networks", type=int, help="held-out random networks per family (default 30; quick 10)")
     p.add_argument("--runs", type=int, help="timed runs per measurement (default 10; quick 6)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall (default) or the thread's CPU time")
+    p.add_argument("--statistic", choices=("median", "min"), help="what is calibrated and compared of a network's "
+                   "runs: median (default) or min; with --model, the model's")
     p.add_argument("--pin-cpu", type=int, metavar="CORE", help="run on this core only")
     p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
     args = p.parse_args(argv)
@@ -182,17 +188,21 @@ def main(argv=None) -> None:
     load0 = ms.load_average()
     say(f"torch {torch.__version__}, {ms.cpu_name()} ({platform.machine()}, {os.cpu_count()} CPUs"
         f"{f', pinned to core {args.pin_cpu}' if args.pin_cpu is not None else ''}), 1 thread, batch 1, eager NCHW, "
-        f"{'elapsed time' if args.clock == 'wall' else 'thread CPU time'}, median of {runs} runs; "
+        f"{'elapsed time' if args.clock == 'wall' else 'thread CPU time'}, "
+        f"{'the model' + QUOTE + 's statistic' if args.model else args.statistic or 'median'} of {runs} runs; "
         f"load average {load0:.2f} before")
     out: dict = {"settings": settings.to_dict(), "environment": ms.environment(settings), "load_before": load0}
     t0 = time.perf_counter()
     seen: set = set()
     if args.model:
         model = read(args.model)
+        if args.statistic and args.statistic != cal.statistic_of(model):
+            p.error(f"--statistic {args.statistic}: the model {args.model} fits the {cal.statistic_of(model)}")
         say(f"latency model {args.model} ({model.describe()})")
     else:
         grid = "small" if args.quick else "default"
-        model = cal.calibrate(settings, grid=grid, progress=sys.stderr.isatty(), runs=runs)
+        model = cal.calibrate(settings, grid=grid, progress=sys.stderr.isatty(), runs=runs,
+                              statistic=args.statistic or "median")
         for it in cal.items_for(cal.parse_families(None), cal.GRIDS[grid], 0, 1):
             if it.role == "network":
                 seen.add(replace(it.spec, name=""))
@@ -204,6 +214,7 @@ def main(argv=None) -> None:
         if args.save_model:
             save(model, args.save_model)
     out["model"] = lat.to_dict(model)
+    out["statistic"] = cal.statistic_of(model)
     heldout(model, settings, count, seen, out)
     budgets(model, settings, (1.0,) if args.quick else (0.75, 1.0, 1.25), out)
     load1 = ms.load_average()

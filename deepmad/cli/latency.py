@@ -73,6 +73,10 @@ def add_commands(sub) -> None:
     c.add_argument("--resolution", type=lambda t: int_at_least(t, 16), default=224,
                    help="input side of the networks to design (default 224): blocks are measured at its stage sides")
     c.add_argument("--seed", type=lambda t: int_at_least(t, 0), default=0, help="seed of the grid's random choices")
+    c.add_argument("--statistic", choices=("median", "min"), default="median",
+                   help="what the model fits of each item's timed runs: median (default; what a user waits, "
+                        "typically) or min (the runs least disturbed by other work: repeats better on a shared "
+                        "machine; predictions and latency budgets are then minimum latencies)")
     _settings_args(c, None, None)
     s = lsub.add_parser("show", help="what a latency model file holds: device, versions, families, fit errors")
     s.add_argument("file", help="a latency model file")
@@ -96,6 +100,7 @@ def _bench(args) -> str:
     from ..core import blocks
     from ..core.latency import predict
     from ..latency import measure as ms
+    from ..latency.calibrate import statistic_of as cal_statistic
     from ..latency.model import load, warn_if_foreign
     from ..models.factory import resolve_spec
 
@@ -107,6 +112,7 @@ def _bench(args) -> str:
     if args.resolution:
         spec = replace(spec, resolution=args.resolution)
     predicted = predict(model, spec).total if model is not None else None
+    stat = cal_statistic(model) if model is not None else None
     if model is not None:
         warn_if_foreign(model)
     shape = ms.input_shape(spec, settings.batch)
@@ -131,19 +137,19 @@ def _bench(args) -> str:
                              "settings": settings.to_dict(), "environment": env, "timing": t.to_dict(),
                              "samples_ms": list(t.samples), "predicted_ms": predicted, "speed": now,
                              "predicted_now_ms": None if now is None else predicted * now,
-                             "latency_model": model.source if model is not None else None,
+                             "latency_model": model.source if model is not None else None, "statistic": stat,
                              "load_average": [load0, load1]})
     lines = [f"{name}: {ms.describe(env)}; input {'x'.join(map(str, shape))}",
              f"  median {t.median_ms:.2f} ms   p90 {t.p90_ms:.2f} ms   min {t.min_ms:.2f} ms   "
              f"{t.images_per_s:.1f} images/s   ({t.runs} runs after {settings.warmup} warm-up)"]
     if predicted is not None:
-        lines.append(f"  predicted {predicted:.2f} ms by {model.source} ({100 * (predicted / t.median_ms - 1):+.1f}% "
-                     f"of the measured median)")
+        lines.append(f"  predicted {predicted:.2f} ms by {model.source} ({100 * (predicted / t.value(stat) - 1):+.1f}% "
+                     f"of the measured {stat}, what the model fits)")
     if now is not None:
         ref = model.meta["reference"]
         lines.append(f"  the device ran at {now:.3f} of its calibration's speed (its drift reference "
                      f"{ref['spec'].get('name', '')} timed with it): predicted {predicted * now:.2f} ms at that speed "
-                     f"({100 * (predicted * now / t.median_ms - 1):+.1f}%)")
+                     f"({100 * (predicted * now / t.value(stat) - 1):+.1f}%)")
     note = " (more than the CPUs: other work competed, timings are inflated)" if load1 and load1 > (os.cpu_count() or 1) else ""
     lines.append(f"  load average {load0:.2f} before, {load1:.2f} after{note}" if load0 is not None else "")
     return "\n".join(x for x in lines if x) + "\n"
@@ -167,7 +173,7 @@ def _calibrate(args) -> str:
     if args.resolution != 224 and args.grid != "tiny":
         grid = replace(grid, resolutions=(args.resolution,))
     model = cal.calibrate(settings, families, grid=grid, seed=args.seed, progress=not (args.quiet or args.json),
-                          runs=args.runs, warmup=args.warmup, log=log)
+                          runs=args.runs, warmup=args.warmup, statistic=args.statistic, log=log)
     check_output(args.output, args.force, what="a latency model file path")  # again: it may have appeared meanwhile
     try:
         save(model, args.output)
@@ -181,7 +187,7 @@ def _calibrate(args) -> str:
     lines = [f"calibrated {', '.join(f.name for f in model.families)} on {ms.describe(meta['environment'])}: "
              f"{meta['grid']['items']} items measured in {meta['seconds']:.0f} s (grid {meta['grid']['name']}; the "
              f"device's speed drifted {meta['reference']['speed'][0]:.2f}-{meta['reference']['speed'][1]:.2f} over "
-             f"its chunks, taken out)"]
+             f"its chunks, taken out; fitted: the {args.statistic} of each item's runs)"]
     lines += [f"  {f.name}: {describe_fit(meta['fits'].get(f'{f.block}:{f.act}'))}" for f in model.families]
     lines.append(f"model written to {args.output}")
     return "\n".join(lines) + "\n"

@@ -42,6 +42,7 @@ import numpy as np
 from .spec import Spec, out_resolution
 
 MODEL_VERSION = 1
+STATISTICS = ("median", "min")  # what a model fits of an item's timed runs (the file's measure.statistic)
 CONV = ("macs", "in", "out", "weights", "one")
 FEATURES = {"conv": CONV, "se": ("elems", "fc", "chans", "one"), "add": ("out", "one"),
             "tail": ("in", "macs", "one"), "maxpool": ("in", "one"), "net": ("one",)}
@@ -215,7 +216,9 @@ class LatencyModel:
         th = env.get("threads")
         return (f"{self.source or 'latency model'}: {env.get('device', '?')} ({env.get('device_name', '?')}), "
                 f"{back}, {th} thread{'s' if th != 1 else ''}, batch {env.get('batch')}"
-                + (", channels-last" if env.get("channels_last") else ""))
+                + (", channels-last" if env.get("channels_last") else "")
+                + (", the minimum of each item's runs" if (self.meta.get("measure") or {}).get("statistic") == "min"
+                   else ""))
 
 
 def from_dict(data: Any, source: str = "") -> LatencyModel:
@@ -257,6 +260,11 @@ def from_dict(data: Any, source: str = "") -> LatencyModel:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
             raise LatencyModelError(f"{at}.margin: expected a number in [0, 1) (the design margin), got {margin!r}")
         out.append(Family(f["block"], f["act"], tuple(rows), float(margin)))
+    measure = data.get("measure", {})
+    stat = measure.get("statistic", "median") if isinstance(measure, dict) else None
+    if stat not in STATISTICS:
+        raise LatencyModelError(f"{where}measure.statistic: expected one of {', '.join(STATISTICS)} (what the model "
+                                f"fits of the timed runs), got {stat!r}")
     meta = {k: v for k, v in data.items() if k not in ("deepmad_latency", "families")}
     meta["fits"] = {f"{x['block']}:{x['act']}": x.get("fit") for x in fams}
     return LatencyModel(tuple(out), meta, source)

@@ -368,23 +368,23 @@ def drift_reference():
 
 
 def _timed_with_reference(ref_run, runs: list, settings: ms.Settings, rounds: int,
-                          progress: Callable[[int], None] | None) -> tuple[float, list]:
+                          progress: Callable[[int], None] | None, statistic: str = "median") -> tuple[float, list]:
     """runs timed interleaved (``measure.measure_many``) with the drift reference ref_run first and in their
-    middle: the reference's median over both, and the timings of runs."""
+    middle: the reference's statistic (median or min) over both, and the timings of runs."""
     h = len(runs) // 2
     tm = ms.measure_many([ref_run] + runs[:h] + [ref_run] + runs[h:], settings, rounds=rounds, progress=progress)
-    return statistics.median(tm[0].samples + tm[h + 1].samples), tm[1:h + 1] + tm[h + 2:]
+    return ms.Timing(tm[0].samples + tm[h + 1].samples).value(statistic), tm[1:h + 1] + tm[h + 2:]
 
 
 def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, progress: bool = True,
-                  chunk: int = 32, level: float | None = None) -> dict:
+                  chunk: int = 32, level: float | None = None, statistic: str = "median") -> dict:
     """Time every item (its ``timing`` and ``ms``): in a seeded shuffled order, interleaved in chunks
     (``measure.measure_many``), each item built just before its chunk runs, the drift reference first and in
     the middle of each.
 
     A shared machine's speed drifts by tens of percent within minutes, slowly against a chunk's few seconds: an
-    item's ``ms`` is its median over its chunk's speed, the reference's median there over ``level`` (default:
-    the median of the chunks' reference medians), so every item is in the units of one speed. Returns
+    item's ``ms`` is its median (or min: ``statistic``) over its chunk's speed, the reference's there over ``level``
+    (default: the median of the chunks' reference values), so every item is in the units of one speed. Returns
     ``{"spec", "ms": level, "chunks", "speed": [least, most]}``, what the model file keeps as its reference."""
     from ..progress import bar as progress_bar
 
@@ -399,14 +399,14 @@ def measure_items(items: Sequence[Item], settings: ms.Settings, seed: int = 0, p
         for a in range(0, len(order), chunk):
             part = [items[j] for j in order[a:a + chunk]]
             r, timings = _timed_with_reference(ref_run, [(it.build(), it.shape) for it in part], settings, rounds,
-                                               bar.update)
+                                               bar.update, statistic)
             chunks.append((part, r, timings))
     finally:
         bar.close()
     level = float(np.median([r for _, r, _ in chunks])) if level is None else level
     for part, r, timings in chunks:
         for it, tm in zip(part, timings):
-            it.timing, it.ms = tm, tm.median_ms * level / r
+            it.timing, it.ms = tm, tm.value(statistic) * level / r
     speeds = [r / level for _, r, _ in chunks]
     return {"spec": to_dict(ref), "ms": level, "chunks": len(chunks), "speed": [min(speeds), max(speeds)]}
 
@@ -436,12 +436,13 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     """How fast the device runs now against when the model was calibrated, for each of the specs ``others``
     timed now: they are timed in chunks of ``chunk``, the model's drift reference first and in the middle of
     each (as ``measure_items`` did); a spec's speed is its chunk's reference median over the model's level
-    (1.1: 10% slower than at calibration), and its latency measured now, over that speed, is in the model's
-    units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
+    (1.1: 10% slower than at calibration), and its latency measured now (the model's ``statistic`` of its runs),
+    over that speed, is in the model's units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
     their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its
     anchor networks (``ANCHORS`` a family), timed with all of others: one speed for them all (nan without
     anchors)."""
     others = list(others)
+    stat = statistic_of(model)
     ref = model.meta.get("reference")
     if ref:
         spec = from_dict(ref["spec"])
@@ -452,7 +453,7 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
         for a in range(0, max(1, len(others)), chunk):
             part = others[a:a + chunk]
             r, tm = _timed_with_reference(ref_run, [(ms.build(s), ms.input_shape(s, settings.batch)) for s in part],
-                                          settings, rounds, progress)
+                                          settings, rounds, progress, stat)
             timings += tm
             factors += [r / level] * max(1, len(part))
         return float(np.median(factors)), timings, factors[:len(others)]
@@ -460,19 +461,28 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     specs = [from_dict(a["spec"]) for a in anchors] + others
     timings = ms.measure_many([(ms.build(s), ms.input_shape(s, settings.batch)) for s in specs], settings,
                               rounds=rounds, progress=progress)
-    now = np.array([t.median_ms for t in timings[:len(anchors)]])
+    now = np.array([t.value(stat) for t in timings[:len(anchors)]])
     then = np.array([float(a["ms"]) for a in anchors])
     factor = float(np.median(now / then)) if len(anchors) else math.nan
     return factor, timings[len(anchors):], [factor] * len(others)
 
 
+def statistic_of(model: LatencyModel) -> str:
+    """What the model fitted of an item's timed runs: "median" or "min" (files that do not say: median)."""
+    return (model.meta.get("measure") or {}).get("statistic", "median")  # checked by core.latency.from_dict
+
+
 def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str | None = None,
               grid: str | Grid = "default", seed: int = 0, progress: bool = True, chunk: int = 32,
-              runs: int | None = None, warmup: int | None = None,
+              runs: int | None = None, warmup: int | None = None, statistic: str = "median",
               log: Callable[[str], None] | None = None) -> LatencyModel:
     """Measure the grid on this device with settings (device, backend, threads, batch, layout) and fit a model
     of every family (module docstring). runs / warmup: timed and untimed runs per item (default: the grid's).
-    progress: a tqdm bar on stderr. Deterministic in what is measured (seed); the timings are the device's."""
+    statistic: what is fitted of an item's runs, their median (default) or their minimum (``measure.STATISTICS``;
+    the file records it, and ``speed`` and ``deepmad bench`` compare with it). progress: a tqdm bar on stderr.
+    Deterministic in what is measured (seed); the timings are the device's."""
+    if statistic not in ms.STATISTICS:
+        raise ValueError(f"statistic: expected one of {', '.join(ms.STATISTICS)}, got {statistic!r}")
     fams = list(families) if isinstance(families, list) else parse_families(families)
     if isinstance(grid, str) and grid not in GRIDS:
         raise ValueError(f"grid: expected one of {', '.join(GRIDS)}, got {grid!r}")
@@ -482,7 +492,7 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
     t0 = time.perf_counter()
     load0 = ms.load_average()
     items = items_for(fams, g, seed, settings.batch)
-    reference = measure_items(items, settings, seed, progress, chunk)
+    reference = measure_items(items, settings, seed, progress, chunk, statistic=statistic)
     out, fits = fit_items(items, fams, None if g.refine else log)
     if g.refine:  # designs under latency budgets of the first model, measured, and the model fitted again
         first = LatencyModel(tuple(out))
@@ -491,7 +501,7 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
             for res in g.resolutions:
                 specs = refine_specs(first, block, act, max(1, g.refine // len(g.resolutions)), g.macs, res)
                 more += _spec_items(block, act, specs, settings.batch)
-        more_ref = measure_items(more, settings, seed + 1, progress, chunk, reference["ms"])
+        more_ref = measure_items(more, settings, seed + 1, progress, chunk, reference["ms"], statistic)
         reference["chunks"] += more_ref["chunks"]
         reference["speed"] = [min(reference["speed"][0], more_ref["speed"][0]),
                               max(reference["speed"][1], more_ref["speed"][1])]
@@ -503,7 +513,7 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
     meta = {"environment": env, "grid": {"name": g.name, "resolutions": list(g.resolutions), "per_cell": g.per_cell,
                                          "networks": g.networks, "designs": g.designs, "refine": g.refine, "seed": seed,
                                          "items": len(items)},
-            "measure": {"warmup": settings.warmup, "runs": settings.runs, "statistic": "median"},
+            "measure": {"warmup": settings.warmup, "runs": settings.runs, "statistic": statistic},
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(time.perf_counter() - t0, 1),
             "load_average": [load0, ms.load_average()], "reference": reference, "anchors": anchors, "fits": fits}
@@ -511,5 +521,5 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
 
 
 __all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "family_problem",
-           "random_specs", "design_specs", "refine_specs", "speed", "ANCHORS", "drift_reference",
+           "random_specs", "design_specs", "refine_specs", "speed", "statistic_of", "ANCHORS", "drift_reference",
            "items_for", "DEFAULT_FAMILIES", "DEFAULT_ACT"]

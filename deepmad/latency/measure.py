@@ -25,8 +25,10 @@ pages and gives them back, paying a page fault per 4 KiB touched, a cost that de
 of the process (measured here: a residual add of 256x56x56 took 3.5 ms instead of 0.27 ms; a thin-bottleneck
 block twice its time). ``system`` leaves the allocator as it is. Other platforms than glibc: nothing to do.
 
-Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median and 90th percentile
-(``Timing``). ``measure_many`` interleaves several models (round-robin, a few runs each per round), so a slow
+Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median, 90th percentile and
+minimum (``Timing``). A latency model fits one of them, its ``statistic`` (``STATISTICS``): the median (the
+default: what a user waits, typically) or the minimum (the runs least disturbed by other work: on a shared machine
+it repeats better, measured in docs/latency.md). ``measure_many`` interleaves several models (round-robin, a few runs each per round), so a slow
 spell on a shared machine hits them all alike; every comparison the benchmark prints is measured that way. Each
 time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another model's is
 cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took 1.12x the
@@ -45,6 +47,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
+
+from ..core.latency import STATISTICS  # what a latency model fits of an item's timed runs (``Timing.value``)
 
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
@@ -110,6 +114,12 @@ class Timing:
     @property
     def min_ms(self) -> float:
         return float(min(self.samples))
+
+    def value(self, statistic: str = "median") -> float:
+        """The runs' median or minimum (``STATISTICS``), in ms."""
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {', '.join(STATISTICS)}, got {statistic!r}")
+        return self.median_ms if statistic == "median" else self.min_ms
 
     @property
     def images_per_s(self) -> float:
@@ -410,6 +420,6 @@ def pin_cpu(core: int | None) -> None:
     os.sched_setaffinity(0, {core})
 
 
-__all__ = ["Settings", "Timing", "Runner", "measure", "measure_many", "build", "input_shape", "environment",
-           "describe", "percentile", "cpu_name", "versions", "check_device", "load_average", "pin_cpu",
+__all__ = ["Settings", "Timing", "STATISTICS", "Runner", "measure", "measure_many", "build", "input_shape",
+           "environment", "describe", "percentile", "cpu_name", "versions", "check_device", "load_average", "pin_cpu",
            "DEVICES", "BACKENDS"]

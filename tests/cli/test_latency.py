@@ -108,6 +108,40 @@ def test_calibrate_on_a_tiny_grid(tmp_path):
     assert doc["timing"]["runs"] == 2
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_calibrate_the_minimum_of_the_runs(capsys, tmp_path, monkeypatch):
+    """--statistic min: every item's latency is the minimum of its runs (the drift reference's too), the file says
+    so, and bench compares its prediction with the measured minimum."""
+    pytest.importorskip("torch")
+    from deepmad.latency import measure as ms
+    from deepmad.latency.model import read
+
+    values = iter(range(1, 10**6))  # every run of anything takes longer than the one before: min != median
+    monkeypatch.setattr(ms, "measure_many", lambda models, settings, rounds=None, progress=None, seed=0: [
+        ms.Timing(tuple(float(next(values)) for _ in range(3))) for _ in models])
+    out_file = tmp_path / "min.latency.json"
+    code, out, err = run(capsys, "latency", "calibrate", "--grid", "tiny", "--families", "mbconv", "--statistic",
+                         "min", "-o", str(out_file), "--quiet")
+    assert code == 0, err
+    assert "fitted: the min of each item's runs" in out
+    model = read(out_file)
+    assert model.meta["measure"]["statistic"] == cal.statistic_of(model) == "min"
+    assert "the minimum of each item's runs" in model.describe()
+    # the items' values are minima: the drift reference's level is an odd number of the sequence's first runs
+    ref = model.meta["reference"]
+    assert ref["ms"] == float(int(ref["ms"]))
+    code, out, err = run(capsys, "bench", "deepmad-mb", "--resolution", "32", "--runs", "3", "--warmup", "0",
+                         "--latency-model", str(out_file), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["statistic"] == "min" and doc["timing"]["min_ms"] < doc["timing"]["median_ms"]
+    code, out, err = run(capsys, "bench", "deepmad-mb", "--resolution", "32", "--runs", "3", "--warmup", "0",
+                         "--latency-model", str(out_file))
+    assert code == 0 and "of the measured min, what the model fits" in out
+    one_error(*run(capsys, "latency", "calibrate", "--grid", "tiny", "--statistic", "mean", "-o",
+                   str(tmp_path / "x.json")), "--statistic", "invalid choice")
+
+
 def test_calibrate_keeps_an_existing_file(capsys, tmp_path):
     f = tmp_path / "m.json"
     f.write_text("mine")
@@ -180,6 +214,9 @@ def test_design_bad_latency_input(capsys, model_file, argv, words):
     ('{"deepmad_latency": 1, "families": [{"block": "bottleneck", "act": "relu", "coef": {"pw": {"macs": -1, "in": 0, '
      '"out": 0, "weights": 0, "one": 0}}}]}', ["coef.pw.macs: expected a number >= 0"]),
     (b"\xff\xfe", ["not UTF-8"]),
+    ('{"deepmad_latency": 1, "measure": {"statistic": "mean"}, "families": [{"block": "bottleneck", "act": "relu", '
+     '"coef": {"pw": {"macs": 1, "in": 0, "out": 0, "weights": 0, "one": 0}}}]}',
+     ["measure.statistic: expected one of median, min", "'mean'"]),
 ])
 def test_design_corrupt_model_file(capsys, tmp_path, content, words):
     f = tmp_path / "bad.json"
