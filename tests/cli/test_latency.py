@@ -138,6 +138,8 @@ def test_calibrate_the_minimum_of_the_runs(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "bench", "deepmad-mb", "--resolution", "32", "--runs", "3", "--warmup", "0",
                          "--latency-model", str(out_file))
     assert code == 0 and "of the measured min, what the model fits" in out
+    code, out, err = run(capsys, "analyze", "deepmad-mb", "--latency-model", str(out_file), "--json")
+    assert code == 0 and json.loads(out)["latency"]["statistic"] == "min"
     one_error(*run(capsys, "latency", "calibrate", "--grid", "tiny", "--statistic", "mean", "-o",
                    str(tmp_path / "x.json")), "--statistic", "invalid choice")
 
@@ -248,6 +250,7 @@ def test_design_with_a_latency_budget(capsys, model_file):
     assert doc["latency"]["predicted_ms"] == pytest.approx(lat.predict(model, spec).total, rel=1e-12)
     assert doc["latency"]["predicted_ms"] <= budget and doc["usage"]["latency"] <= 1.0
     assert doc["budget"]["latency_ms"] == pytest.approx(budget) and doc["latency"]["in_bound"] is True
+    assert doc["latency"]["statistic"] == "median"  # the synthetic file does not say: the default
     assert doc["objective"] < free["objective"] and doc["gap"] is not None and doc["bound"] >= doc["objective"]
     code, out, _ = run(capsys, "design", "--preset", "deepmad-r18", "--latency", f"{budget / 1e3}s", "--latency-model",
                        model_file, *CHEAP)
