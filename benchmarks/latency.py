@@ -65,7 +65,7 @@ def random_networks(block: str, act: str, count: int, seed: int) -> list:
 
 
 def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: set, out: dict) -> None:
-    stat = cal.statistic_of(model)  # what is compared of a network's runs: the model's statistic
+    stat = model.statistic  # what is compared of a network's runs: the model's statistic
     say(f"(a) prediction error on {count} held-out random networks per family (seeds {HELDOUT_SEED}+; 0.3-3x the "
         f"preset's MACs), measured interleaved in chunks of {CHUNK} after the model's drift reference (speed: now / at "
         f"calibration, the median of the chunks')")
@@ -103,7 +103,7 @@ def heldout(model: lat.LatencyModel, settings: ms.Settings, count: int, seen: se
 
 
 def budgets(model: lat.LatencyModel, settings: ms.Settings, factors, out: dict) -> None:
-    stat = cal.statistic_of(model)
+    stat = model.statistic
     say()
     say("(b) designs under a latency budget (f x the baseline's measured latency), beside the FLOPs-only design and "
         "the baseline, measured interleaved in one run")
@@ -196,8 +196,8 @@ def main(argv=None) -> None:
     seen: set = set()
     if args.model:
         model = read(args.model)
-        if args.statistic and args.statistic != cal.statistic_of(model):
-            p.error(f"--statistic {args.statistic}: the model {args.model} fits the {cal.statistic_of(model)}")
+        if args.statistic and args.statistic != model.statistic:
+            p.error(f"--statistic {args.statistic}: the model {args.model} fits the {model.statistic}")
         say(f"latency model {args.model} ({model.describe()})")
     else:
         grid = "small" if args.quick else "default"
@@ -214,7 +214,7 @@ def main(argv=None) -> None:
         if args.save_model:
             save(model, args.save_model)
     out["model"] = lat.to_dict(model)
-    out["statistic"] = cal.statistic_of(model)
+    out["statistic"] = model.statistic
     heldout(model, settings, count, seen, out)
     budgets(model, settings, (1.0,) if args.quick else (0.75, 1.0, 1.25), out)
     load1 = ms.load_average()

@@ -126,7 +126,7 @@ def latency_json(pred, model, budget: float | None = None) -> dict[str, Any]:
     fits = model.meta.get("fits", {})
     return {"predicted_ms": pred.total, "rows_ms": dict(pred.rows), "budget_ms": budget, "model": model.source,
             "environment": model.meta.get("environment"),
-            "statistic": (model.meta.get("measure") or {}).get("statistic", "median"),  # of a network's timed runs
+            "statistic": model.statistic,  # of a network's timed runs
             "fit": {f"{f.block}:{f.act}": fits.get(f"{f.block}:{f.act}") for f in model.families}}
 
 

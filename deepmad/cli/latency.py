@@ -100,7 +100,6 @@ def _bench(args) -> str:
     from ..core import blocks
     from ..core.latency import predict
     from ..latency import measure as ms
-    from ..latency.calibrate import statistic_of as cal_statistic
     from ..latency.model import load, warn_if_foreign
     from ..models.factory import resolve_spec
 
@@ -112,7 +111,7 @@ def _bench(args) -> str:
     if args.resolution:
         spec = replace(spec, resolution=args.resolution)
     predicted = predict(model, spec).total if model is not None else None
-    stat = cal_statistic(model) if model is not None else None
+    stat = model.statistic if model is not None else None
     if model is not None:
         warn_if_foreign(model)
     shape = ms.input_shape(spec, settings.batch)

@@ -208,6 +208,12 @@ class LatencyModel:
                 f"calibrate it with 'deepmad latency calibrate --families {block}'")
         raise LatencyModelError(f"{where}the latency model covers {have} blocks, not {block} ({act}); {hint}")
 
+    @property
+    def statistic(self) -> str:
+        """What the model fits of an item's timed runs: "median" or "min" (``STATISTICS``; files that do not say:
+        median; ``from_dict`` checks the file's)."""
+        return (self.meta.get("measure") or {}).get("statistic", "median")
+
     def describe(self) -> str:
         env = self.meta.get("environment", {})
         v = env.get("versions") or {}
@@ -217,8 +223,7 @@ class LatencyModel:
         return (f"{self.source or 'latency model'}: {env.get('device', '?')} ({env.get('device_name', '?')}), "
                 f"{back}, {th} thread{'s' if th != 1 else ''}, batch {env.get('batch')}"
                 + (", channels-last" if env.get("channels_last") else "")
-                + (", the minimum of each item's runs" if (self.meta.get("measure") or {}).get("statistic") == "min"
-                   else ""))
+                + (", the minimum of each item's runs" if self.statistic == "min" else ""))
 
 
 def from_dict(data: Any, source: str = "") -> LatencyModel:

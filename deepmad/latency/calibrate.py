@@ -25,7 +25,6 @@ for (device, backend, threads, batch, layout). Progress: a tqdm bar on stderr.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -435,14 +434,14 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
           chunk: int = 8, progress: Callable[[int], None] | None = None) -> tuple[float, list, list[float]]:
     """How fast the device runs now against when the model was calibrated, for each of the specs ``others``
     timed now: they are timed in chunks of ``chunk``, the model's drift reference first and in the middle of
-    each (as ``measure_items`` did); a spec's speed is its chunk's reference median over the model's level
-    (1.1: 10% slower than at calibration), and its latency measured now (the model's ``statistic`` of its runs),
-    over that speed, is in the model's units. Returns the median speed (with no others: of the reference timed alone), the timings of others and
-    their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its
+    each (as ``measure_items`` did); a spec's speed is its chunk's reference value (the model's ``statistic`` of
+    its runs, as for everything timed) over the model's level (1.1: 10% slower than at calibration), and its
+    latency measured now, over that speed, is in the model's units. Returns the median speed (with no others: of
+    the reference timed alone), the timings of others and their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its
     anchor networks (``ANCHORS`` a family), timed with all of others: one speed for them all (nan without
     anchors)."""
     others = list(others)
-    stat = statistic_of(model)
+    stat = model.statistic
     ref = model.meta.get("reference")
     if ref:
         spec = from_dict(ref["spec"])
@@ -465,11 +464,6 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     then = np.array([float(a["ms"]) for a in anchors])
     factor = float(np.median(now / then)) if len(anchors) else math.nan
     return factor, timings[len(anchors):], [factor] * len(others)
-
-
-def statistic_of(model: LatencyModel) -> str:
-    """What the model fitted of an item's timed runs: "median" or "min" (files that do not say: median)."""
-    return (model.meta.get("measure") or {}).get("statistic", "median")  # checked by core.latency.from_dict
 
 
 def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str | None = None,
@@ -521,5 +515,5 @@ def calibrate(settings: ms.Settings, families: Sequence[tuple[str, str]] | str |
 
 
 __all__ = ["calibrate", "GRIDS", "Grid", "parse_families", "family_space", "family_budget", "family_problem",
-           "random_specs", "design_specs", "refine_specs", "speed", "statistic_of", "ANCHORS", "drift_reference",
+           "random_specs", "design_specs", "refine_specs", "speed", "ANCHORS", "drift_reference",
            "items_for", "DEFAULT_FAMILIES", "DEFAULT_ACT"]

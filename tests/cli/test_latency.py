@@ -125,7 +125,7 @@ def test_calibrate_the_minimum_of_the_runs(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert "fitted: the min of each item's runs" in out
     model = read(out_file)
-    assert model.meta["measure"]["statistic"] == cal.statistic_of(model) == "min"
+    assert model.meta["measure"]["statistic"] == model.statistic == "min"
     assert "the minimum of each item's runs" in model.describe()
     # the items' values are minima: the drift reference's level is an odd number of the sequence's first runs
     ref = model.meta["reference"]
