@@ -50,7 +50,6 @@ from deepmad.latency.model import errors, read, save
 
 HELDOUT_SEED = 424242  # calibration's networks use seeds seed * 1000 + 17 + family index
 CHUNK = 8  # networks timed together after the drift reference (``calibrate.speed``'s chunk)
-QUOTE = "'"
 FAMILIES = (("bottleneck", "relu", "deepmad-r18", "resnet18"), ("mbconv", "silu", "deepmad-mb", "mobilenet_v2"))
 
 
@@ -174,7 +173,7 @@ def main(argv=None) -> None:
     p.add_argument("--networks", type=int, help="held-out random networks per family (default 30; quick 10)")
     p.add_argument("--runs", type=int, help="timed runs per measurement (default 10; quick 6)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall (default) or the thread's CPU time")
-    p.add_argument("--statistic", choices=("median", "min"), help="what is calibrated and compared of a network's "
+    p.add_argument("--statistic", choices=ms.STATISTICS, help="what is calibrated and compared of a network's "
                    "runs: median (default) or min; with --model, the model's")
     p.add_argument("--pin-cpu", type=int, metavar="CORE", help="run on this core only")
     p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
@@ -186,10 +185,11 @@ def main(argv=None) -> None:
     import torch
 
     load0 = ms.load_average()
+    what = "the model's statistic" if args.model else args.statistic or "median"
     say(f"torch {torch.__version__}, {ms.cpu_name()} ({platform.machine()}, {os.cpu_count()} CPUs"
         f"{f', pinned to core {args.pin_cpu}' if args.pin_cpu is not None else ''}), 1 thread, batch 1, eager NCHW, "
         f"{'elapsed time' if args.clock == 'wall' else 'thread CPU time'}, "
-        f"{'the model' + QUOTE + 's statistic' if args.model else args.statistic or 'median'} of {runs} runs; "
+        f"{what} of {runs} runs; "
         f"load average {load0:.2f} before")
     out: dict = {"settings": settings.to_dict(), "environment": ms.environment(settings), "load_before": load0}
     t0 = time.perf_counter()

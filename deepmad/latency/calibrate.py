@@ -437,9 +437,9 @@ def speed(model: LatencyModel, settings: ms.Settings, others: Sequence = (), rou
     each (as ``measure_items`` did); a spec's speed is its chunk's reference value (the model's ``statistic`` of
     its runs, as for everything timed) over the model's level (1.1: 10% slower than at calibration), and its
     latency measured now, over that speed, is in the model's units. Returns the median speed (with no others: of
-    the reference timed alone), the timings of others and their speeds; ``progress(k)`` as in ``measure.measure_many``. A model file without a reference uses its
-    anchor networks (``ANCHORS`` a family), timed with all of others: one speed for them all (nan without
-    anchors)."""
+    the reference timed alone), the timings of others and their speeds; ``progress(k)`` as in
+    ``measure.measure_many``. A model file without a reference uses its anchor networks (``ANCHORS`` a family),
+    timed with all of others: one speed for them all (nan without anchors)."""
     others = list(others)
     stat = model.statistic
     ref = model.meta.get("reference")
