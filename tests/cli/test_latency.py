@@ -6,6 +6,7 @@ file (random non-negative coefficients), so nothing here depends on how fast thi
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -142,6 +143,16 @@ def test_calibrate_the_minimum_of_the_runs(capsys, tmp_path, monkeypatch):
     assert code == 0 and json.loads(out)["latency"]["statistic"] == "min"
     one_error(*run(capsys, "latency", "calibrate", "--grid", "tiny", "--statistic", "mean", "-o",
                    str(tmp_path / "x.json")), "--statistic", "invalid choice")
+
+
+def test_calibrate_offers_every_statistic_a_model_file_may_hold():
+    """The parser spells --statistic's choices itself (it loads no numpy, and the canonical tuple lives beside
+    numpy in core.latency): the two stay one list, in the same order, with the same default."""
+    p = cli.parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices["latency"]
+    cal_p = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices["calibrate"]
+    stat = next(a for a in cal_p._actions if a.dest == "statistic")
+    assert tuple(stat.choices) == lat.STATISTICS and stat.default == lat.STATISTICS[0]
 
 
 def test_calibrate_keeps_an_existing_file(capsys, tmp_path):
