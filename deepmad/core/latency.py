@@ -266,7 +266,9 @@ def from_dict(data: Any, source: str = "") -> LatencyModel:
             raise LatencyModelError(f"{at}.margin: expected a number in [0, 1) (the design margin), got {margin!r}")
         out.append(Family(f["block"], f["act"], tuple(rows), float(margin)))
     measure = data.get("measure", {})
-    stat = measure.get("statistic", "median") if isinstance(measure, dict) else None
+    if not isinstance(measure, dict):
+        raise LatencyModelError(f"{where}measure: expected an object (warmup, runs, statistic), got {measure!r}")
+    stat = measure.get("statistic", "median")
     if stat not in STATISTICS:
         raise LatencyModelError(f"{where}measure.statistic: expected one of {', '.join(STATISTICS)} (what the model "
                                 f"fits of the timed runs), got {stat!r}")

@@ -230,6 +230,9 @@ def test_design_bad_latency_input(capsys, model_file, argv, words):
     ('{"deepmad_latency": 1, "measure": {"statistic": "mean"}, "families": [{"block": "bottleneck", "act": "relu", '
      '"coef": {"pw": {"macs": 1, "in": 0, "out": 0, "weights": 0, "one": 0}}}]}',
      ["measure.statistic: expected one of median, min", "'mean'"]),
+    ('{"deepmad_latency": 1, "measure": 5, "families": [{"block": "bottleneck", "act": "relu", '
+     '"coef": {"pw": {"macs": 1, "in": 0, "out": 0, "weights": 0, "one": 0}}}]}',
+     ["measure: expected an object (warmup, runs, statistic)", "got 5"]),
 ])
 def test_design_corrupt_model_file(capsys, tmp_path, content, words):
     f = tmp_path / "bad.json"
