@@ -25,15 +25,15 @@ pages and gives them back, paying a page fault per 4 KiB touched, a cost that de
 of the process (measured here: a residual add of 256x56x56 took 3.5 ms instead of 0.27 ms; a thin-bottleneck
 block twice its time). ``system`` leaves the allocator as it is. Other platforms than glibc: nothing to do.
 
-Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median, 90th percentile and
-minimum (``Timing``). A latency model fits one of them, its ``statistic`` (``STATISTICS``): the median (the
-default: what a user waits, typically) or the minimum (the runs least disturbed by other work: on a shared machine
-it repeats better, measured in docs/latency.md). ``measure_many`` interleaves several models (round-robin, a few runs each per round), so a slow
-spell on a shared machine hits them all alike; every comparison the benchmark prints is measured that way. Each
-time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another model's is
-cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took 1.12x the
-item's median (the median over 3 repeats of 3 rounds; 1.02-1.29x), the others 0.98x; with one re-warm run, 1.03x
-(0.97-1.09x) and 1.00x).
+Warm-up: ``warmup`` untimed runs, then ``runs`` timed ones; the result has their median, 90th percentile and minimum
+(``Timing``). A latency model fits one of them, its ``statistic`` (``STATISTICS``): the median (the default: what a
+user waits, typically) or the minimum (the runs least disturbed by other work: on a shared machine it repeats
+better, measured in docs/latency.md). ``measure_many`` interleaves several models (round-robin, a few runs each per
+round), so a slow spell on a shared machine hits them all alike; every comparison the benchmark prints is measured
+that way. Each time it comes back to a model it first runs it ``REWARM`` times untimed: the first run after another
+model's is cold (measured here, 32 calibration parts interleaved, 3 rounds of 4 runs: the first run of a round took
+1.12x the item's median (the median over 3 repeats of 3 rounds; 1.02-1.29x), the others 0.98x; with one re-warm run,
+1.03x (0.97-1.09x) and 1.00x).
 """
 from __future__ import annotations
 
