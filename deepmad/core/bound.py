@@ -392,12 +392,14 @@ class Relaxation:
         self.has_ident = bool((self.when >= IDENT).any())
         self.proj_stages = sorted({int(w) for w in self.when[(self.when > 0) & (self.when < IDENT)]})  # see splits
         self.rep = self.Lsel.any(1)
+        self.once = ~self.rep  # terms met once
         self.E0, self.Ex0 = self.E, self.Ex  # without the latency's powers of the kernel (box_terms adds them)
         self.EEL = np.hstack([self.E.T, self.Ex.T, self.Lsel.T])
         self._kfit: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._exps: dict[tuple, tuple] = {}
-        self.in_part = np.eye(self.nb * self.parts)[group]  # term -> (budget, part)
-        self.onehot = self.in_part.reshape(-1, self.nb, self.parts).sum(2)  # term -> budget
+        self.group = np.array(group)  # term -> budget·parts + part
+        self.onehot = np.eye(self.nb)[self.group // self.parts]  # term -> budget
+        self.E_nz = self._nonzeros(self.E)
 
     def _kernel_fit(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(A, p) of every term for a box allowing kernels a..b (indices; see ``_latency_monomials``)."""
@@ -453,31 +455,36 @@ class Relaxation:
                 self._exps.clear()
             coef = self._coefs[key] = base * np.isin(self.when, (-1,) + present)
             if exps is None:
-                exps = self._exps[ks] = (E, Ex, np.hstack([E.T, Ex.T, self.Lsel.T]))
+                exps = self._exps[ks] = (E, Ex, np.hstack([E.T, Ex.T, self.Lsel.T]), self._nonzeros(E))
         self.coef = coef
-        self.E, self.Ex, self.EEL = exps
+        self.E, self.Ex, self.EEL, self.E_nz = exps
+
+    def _nonzeros(self, E: np.ndarray) -> tuple:
+        """Where E and Lsel put each term's tangent into the rows of the parts (``cost_cuts``): E's nonzeros (term,
+        value), Lsel's terms, and the index of each in the flattened (part, column) rows, E's first."""
+        er, ec = np.nonzero(E)
+        lr, lc = np.nonzero(self.Lsel)
+        index = np.concatenate([self.group[er] * self.nv + ec, self.group[lr] * self.nv + lc])
+        return er, E[er, ec], lr, index
 
     def _at(self, V: np.ndarray):
         """Exponents z and values of every term at the rows of V; a repeated term with L' ~ 0 is worth 0 and
         takes its exponent from the stage's own x."""
+        return self._terms_at(V @ self.EEL)
+
+    def _terms_at(self, Y: np.ndarray):
+        """``_at`` from the rows' exponent sums Y = V @ EEL."""
         T = len(self.coef)
-        Y = V @ self.EEL
-        Lp = Y[:, 2 * T:] + ~self.rep  # L' of repeated terms, 1 for the others
+        Lp = Y[:, 2 * T:] + self.once  # L' of repeated terms, 1 for the others
         small = Lp < 1e-7
-        z = np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp))
-        z = np.minimum(z, 700.0)
+        z = np.minimum(np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp)), 700.0)
         return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
 
     def _at_segment(self, ya: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """``costs`` at the points a + t·(b − a), t in ts (the segment's exponent sums are affine in t; ya:
         a's, a @ EEL)."""
-        T = len(self.coef)
         yb = b @ self.EEL
-        Y = ya + ts[:, None] * (yb - ya)
-        Lp = Y[:, 2 * T:] + ~self.rep
-        small = Lp < 1e-7
-        z = np.minimum(np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp)), 700.0)
-        return (self.coef * np.where(small, 0.0, Lp) * np.exp(z)) @ self.onehot
+        return self._terms_at(ya + ts[:, None] * (yb - ya))[1] @ self.onehot
 
     def costs(self, V: np.ndarray) -> np.ndarray:
         """Each budget's cost over its limit (MACs, params, latency when budgeted) at the rows of V (rows, budgets)."""
@@ -501,16 +508,24 @@ class Relaxation:
             t = ts[k - 1] + (ts[k] - ts[k - 1]) * (-l0 / (l1 - l0) if l1 > l0 else 1.0)
             W.append(anchor + t * (v - anchor))
         Z, _ = self._at(np.array(W))
-        rows, rhs = [], []
-        parts = np.arange(self.parts)
-        for g, z in zip(over, Z):
-            gam = self.coef * np.exp(z)
-            P = self.in_part[:, g * self.parts:(g + 1) * self.parts] * gam[:, None]  # (terms, parts)
-            r = P.T @ self.E + (P * (1 - z)[:, None]).T @ self.Lsel
-            r[parts, self.ic + g * self.parts + parts] -= 1
-            rows.append(r)
-            rhs.append(-((P * ((1 - z) * ~self.rep)[:, None]).sum(0)))
-        return np.vstack(rows), np.concatenate(rhs)
+        # each term of a broken budget at that budget's crossing point: gamma = its value, z its exponent; the
+        # row of part p sums, over p's terms, gamma·E (+ gamma·(1 − z) at L' for a repeated term), minus 1 at
+        # p's epigraph variable; its rhs is −Σ gamma·(1 − z) over p's terms met once (sums in term order)
+        nb, parts, nv = self.nb, self.parts, self.nv
+        at = np.full(nb, -1)
+        at[over] = np.arange(len(over))
+        row = at[self.group // parts]  # the row of Z each term's budget was crossed at (−1: not broken)
+        live = row >= 0
+        z = np.where(live, Z[np.maximum(row, 0), np.arange(len(row))], 0.0)
+        gam = np.where(live, self.coef * np.exp(z), 0.0)
+        w = gam * (1 - z)
+        er, ev, lr, index = self.E_nz
+        r = np.bincount(index, weights=np.concatenate([gam[er] * ev, w[lr]]), minlength=nb * parts * nv)
+        rhs = -np.bincount(self.group, weights=w * self.once, minlength=nb * parts)
+        sel = (np.array(over)[:, None] * parts + np.arange(parts)).ravel()
+        r = r.reshape(nb * parts, nv)[sel]
+        r[np.arange(len(sel)), self.ic + sel] -= 1
+        return r, rhs[sel]
 
     def _entropy(self) -> None:
         """S_j (Σ log w to the end of scale j) and ℓ_j (its layers) as affine functions of v."""
@@ -729,9 +744,9 @@ class Relaxation:
         self.box_terms(node)
         anchor = lo.copy()  # the box's cheapest design: no point of the relaxation costs less
         anchor[self.ih:] = 0.0
-        if (self.costs(anchor[None])[0] > 1 + 1e-9).any():
-            return -INF, None
         ya = anchor @ self.EEL  # the anchor's exponent sums, for the cost cuts
+        if ((self._terms_at(ya[None])[1] @ self.onehot)[0] > 1 + 1e-9).any():
+            return -INF, None
         box, rhs = self.box_rows(lo, hi)
         lp = self.lp
         n0 = len(self.b0) + self.nbox
