@@ -56,13 +56,18 @@ DEEPMAD_WORKERS=1 keeps one), the search that finds the first incumbent runs in 
 relaxation is solved (``Alongside``; ``prove`` takes a function for the incumbent and calls it only then: the root
 does not depend on it), a forked helper solves every other column's LPs of the root's bound tightening, and
 once SPLIT_AT boxes are solved a second process takes every other open box (the 2nd best, the 4th, ...). Each
-then runs its own best-first search for SYNC_EVERY boxes, and the two exchange incumbents, open bounds and
-counts: both take the better incumbent (a tie: the first process's), both stop when the largest open bound of
+then runs its own best-first search for the same work, SYNC_WORK LP solves (a polish counting as POLISH_WORK, about
+its time: least squares over the periods of three deepmad-mb runs put a polish at 7-8 ms and a solve at 1.1-1.4 ms
+with its box's share), and the two exchange incumbents, open bounds and counts: both take the better incumbent (a tie: the first process's), both stop when the largest open bound of
 either is at most it (or at a limit), and the one holding fewer of the SYNC_EVERY best open boxes of both
 receives every other one of the other's (a box travels with its cuts and its basis, as statuses). What a process
 does depends only on what it holds at each exchange, never on timing: a problem gives the same tree, bit for bit,
 on every run (not the one-process tree: the two search in a different order, and solve between them from 6%
 fewer boxes to 39% more on the presets). If the second process fails, ``prove`` runs the search again in one process.
+Balancing the periods by work instead of by boxes (24 a period until 2026-12-03) left less of each exchange to wait
+for (the two processes' waits summed: 0.075-0.12 s against 0.13-0.15 s on deepmad-mb, three runs each), and the
+nine presets took 3,634 boxes instead of 3,772 (deepmad-mb 766, not 840; across four other settings of the two
+constants, 3,638-3,710 and 752-826).
 Measured on this project's 2-core machine (2026-12-02, one run each, interleaved): the nine presets' exact solves
 (search and proof) took 7.3 s in two processes against 10.6 s in one; deepmad-mb's proof 1.33 s (920 boxes) against
 2.37 s (978), deepmad-89m's 0.71 s against 1.30 s, deepmad-r50's 0.38 s against 0.45 s (its tree is small and the
@@ -134,7 +139,9 @@ POLISH_EVERY = 16  # at most one primal heuristic per this many boxes
 ROUNDINGS = 11  # channel variables of an LP point rounded both ways before the primal heuristic (_polish)
 ROOT_NARROWING = 2  # rounds of bound tightening at the root (see BranchAndBound.narrow)
 SPLIT_AT = 8  # boxes solved before a second process takes half of the open ones (BranchAndBound.run)
-SYNC_EVERY = 24  # boxes each of the two processes solves between two exchanges (BranchAndBound._together)
+SYNC_WORK = 52  # work each of the two processes does between two exchanges: LP solves, a polish counting as
+POLISH_WORK = 6  # this many (its time, measured); at most 2·SYNC_EVERY boxes (BranchAndBound._together)
+SYNC_EVERY = 24  # the best open boxes of both that _balance shares out
 IDENT = 10_000  # ``when`` of a term present only where c_{i-1} = c_i (IDENT + i: an mbconv stage's residual add)
 
 
@@ -812,6 +819,7 @@ class BranchAndBound:
         self.iters = iters
         self.polish = polish  # the primal heuristic, a solver.Polisher: pick(rows) -> row, row -> (row, f) | None
         self.tried: set[tuple[int, ...]] = set()
+        self.attempts = 0
         self.R = Relaxation(problem)
         self._logk = np.log(np.array(problem.space.kernels, dtype=float))
         self.inc, self.later = (-INF, incumbent) if callable(incumbent) else (incumbent, None)
@@ -1079,6 +1087,7 @@ class BranchAndBound:
         2^ROUNDINGS rows); take the best of them (``polish.pick``, by merit) and, the first time that row comes
         up, hand it to the primal heuristic; a better design becomes the incumbent."""
         R, sp, n, st = self.R, self.sp, self.sp.n, self.sp.step
+        self.attempts += 1
         lo, hi = np.array(node.z).T
         g = np.exp(np.minimum(v[:len(node.z)], 700.0)) / st
         down, up, near = (np.clip(f(g), lo, hi) for f in (np.floor, np.ceil, np.round))
@@ -1156,10 +1165,14 @@ class BranchAndBound:
         return Bound(float(top), float(self.inc), self.row, self.nodes, open_, time.perf_counter() - t0, stop, solves,
                      1 if alone else 2)
 
-    def _steps(self, upto: int, gap_tol: float, first: bool, progress) -> str:
+    def _work(self) -> float:
+        """This process's work so far, in LP solves (a polish counts POLISH_WORK): what balances two processes."""
+        return self.R.lp.solves + POLISH_WORK * self.attempts
+
+    def _steps(self, upto: int, gap_tol: float, first: bool, progress, work_upto: float = math.inf) -> str:
         """Take the best open box, split it and bound its children, until the best open bound is within gap_tol
-        of the incumbent or nothing is open ("done"), or ``upto`` boxes are solved ("node_limit"), or the time
-        is up ("time_limit")."""
+        of the incumbent or nothing is open ("done"), or ``upto`` boxes are solved or the work (``_work``) reaches
+        ``work_upto`` ("node_limit"), or the time is up ("time_limit")."""
         R, step, heap = self.R, self.sp.step, self.heap
         while heap:
             top = -heap[0][0]
@@ -1167,7 +1180,7 @@ class BranchAndBound:
                 self.proven = min(self.proven, max(top, self.inc))
             if top <= self.inc + gap_tol * abs(self.inc) or (first and self.inc > -INF):
                 return "done"
-            if self.nodes >= upto:
+            if self.nodes >= upto or self._work() >= work_upto:
                 return "node_limit"
             if time.perf_counter() > self.deadline:
                 return "time_limit"
@@ -1231,15 +1244,15 @@ class BranchAndBound:
             os.waitpid(pid, 0)
 
     def _together(self, max_nodes: int, gap_tol: float, base: tuple[int, int], progress) -> tuple[str, int, int]:
-        """The tree search in one of two processes: SYNC_EVERY boxes of its own, then an exchange of incumbents,
+        """The tree search in one of two processes: SYNC_WORK of its own (``_work``), then an exchange of incumbents,
         open bounds and counts; both take the better incumbent (a tie: the first process's), stop together, and
         share the best open boxes (``_balance``). What each process does depends only on what it holds at each
         exchange, never on timing: the same problem gives the same tree, bit for bit. Returns (how it stopped,
         LP solves, open boxes) of both."""
         total = self.nodes
         while True:
-            share = max(1, min(SYNC_EVERY, -(-(max_nodes - total) // 2)))
-            stopped = self._steps(self.nodes + share, gap_tol, False, None)
+            share = max(1, min(2 * SYNC_EVERY, -(-(max_nodes - total) // 2)))
+            stopped = self._steps(self.nodes + share, gap_tol, False, None, self._work() + SYNC_WORK)
             mine = _Report(self.inc, self.row, np.array([-e[0] for e in self.heap]), self.nodes - base[0],
                            self.R.lp.solves - base[1], stopped == "time_limit")
             self._send(mine)
