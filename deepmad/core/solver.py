@@ -95,10 +95,15 @@ def _violation(problem: Problem, macs, params, rho, latency=None):
 def merit(problem: Problem, X: np.ndarray) -> np.ndarray:
     """Objective of feasible rows; below every feasible row, minus the relative violation, otherwise;
     −inf outside the space."""
+    return _merit(problem, X)[0]
+
+
+def _merit(problem: Problem, X: np.ndarray):
+    """``merit`` and the rows' scores (``budget.evaluate``)."""
     X = np.atleast_2d(X)
     s = evaluate(problem, X)
     m = np.where(s.feasible, s.objective, -1e12 * (1 + _violation(problem, s.macs, s.params, s.rho, s.latency)))
-    return np.where(in_space(problem, X), m, -np.inf)
+    return np.where(in_space(problem, X), m, -np.inf), s
 
 
 # ------------------------------------------------------------------------------------------ stage costs
@@ -560,11 +565,12 @@ def kick(problem: Problem, x: np.ndarray, rng: np.random.Generator) -> np.ndarra
 FIT_FACTORS = np.geomspace(0.5, 1.0, 24)  # channel factors tried on a kick that breaks a budget
 
 
-def _feasible(problem: Problem, search: _Search, y: np.ndarray, f: float | None = None) -> tuple[np.ndarray, float]:
+def _feasible(problem: Problem, search: _Search, y: np.ndarray, f: float | None = None,
+              rho: float | None = None) -> tuple[np.ndarray, float]:
     """y (of merit f, when known), or if it breaks a budget the widest feasible copy of y with every channel scaled
-    by one factor."""
+    by one factor. With y's rho known and above rho0 there is none: narrower widths only raise rho (Eq. 3)."""
     f = float(search.merit(y[None])[0]) if f is None else f
-    if f > FEASIBLE:
+    if f > FEASIBLE or (rho is not None and rho > problem.budget.rho0):
         return y, f
     sp = problem.space
     chans = list(range(2 * sp.n + 1)) if sp.has_mid else list(range(sp.n + 1))
@@ -588,6 +594,7 @@ class Polisher:
     def __init__(self, problem: Problem):
         self.problem = problem
         self.search = _Search(problem, math.inf)
+        self.picked: tuple[tuple[int, ...], float] | None = None  # pick's last row and its rho
 
     def pick(self, X) -> tuple[tuple[int, ...], float]:
         Y = _repair(self.problem, np.asarray(X, dtype=np.int64))
@@ -595,15 +602,19 @@ class Polisher:
         # by row, so every row gets the merit it would get alone; the first best row wins, as it would)
         rows = np.ascontiguousarray(Y).view(np.dtype((np.void, Y.dtype.itemsize * Y.shape[1]))).ravel()
         _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
-        m = self.search.merit(Y[first])[inv.ravel()]
-        j = int(np.argmax(m))
-        return tuple(int(v) for v in Y[j]), float(m[j])
+        self.search.scored += len(first)
+        m, s = _merit(self.problem, Y[first])
+        j = int(np.argmax(m[inv.ravel()]))
+        key = tuple(int(v) for v in Y[j])
+        self.picked = key, float(s.rho[inv.ravel()[j]])
+        return key, float(m[inv.ravel()[j]])
 
     def __call__(self, row, f: float | None = None) -> tuple[tuple[int, ...], float] | None:
         y = np.asarray(row, dtype=np.int64)
         if f is None:  # not one of pick's rows (in the space already, its merit known)
             y = _repair(self.problem, y[None])[0]
-        x, f = self.search.descend(*_feasible(self.problem, self.search, y, f))
+        rho = self.picked[1] if self.picked is not None and self.picked[0] == tuple(row) else None
+        x, f = self.search.descend(*_feasible(self.problem, self.search, y, f, rho))
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
 
