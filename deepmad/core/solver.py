@@ -284,6 +284,7 @@ class _Neighbourhood:
         self.head_ent = (np.log(self.sides[-1] ** 2 * np.full(1, float(sp.head)))[0]
                          if sp.head is not None else None)
         self._cache: list[dict] = [{} for _ in range(self.n)]
+        self._penalties: dict[tuple, np.ndarray] = {}  # by the row's depths (_penalty)
 
     def _alt(self, k: int) -> np.ndarray:
         alt = self.kernels[self.kernels != k]
@@ -323,6 +324,19 @@ class _Neighbourhood:
             cache.pop(next(iter(cache)))
         cache[key] = tab
         return tab
+
+    def _penalty(self, x: np.ndarray) -> np.ndarray:
+        """exp(Var(depths)) of every depth variant around x (Eq. 5's penalty over β), kept while x's depths are."""
+        key = tuple(x[self.Lcols].tolist())
+        pen = self._penalties.get(key)
+        if pen is None:
+            t = self.t
+            L = np.zeros((len(t.depth_desc), len(x)))  # the depth variants, laid out as evaluate's rows
+            L[:, self.Lcols] = np.clip(x[self.Lcols] + t.depth_desc, self.lo[self.Lcols], self.hi[self.Lcols])
+            if len(self._penalties) >= self.CACHE:
+                self._penalties.pop(next(iter(self._penalties)))
+            pen = self._penalties[key] = np.exp(L[:, self.Lcols].var(axis=1))
+        return pen
 
     def merits(self, x: np.ndarray, above: float | None = None) -> np.ndarray:
         """merit() of every neighbour of x, bit for bit. With ``above`` (a feasible merit), only the feasible
@@ -365,9 +379,7 @@ class _Neighbourhood:
             else:
                 lg = tabs[u]["ent"][g[u]]
             entropy = entropy + a * lg * pre[u + 1]
-        L = np.zeros((len(t.depth_desc), len(x)))  # the depth variants, laid out as evaluate's rows
-        L[:, self.Lcols] = np.clip(x[self.Lcols] + t.depth_desc, self.lo[self.Lcols], self.hi[self.Lcols])
-        objective = entropy - bu.beta * np.exp(L[:, self.Lcols].var(axis=1)[t.depth_idx[rows]])
+        objective = entropy - bu.beta * self._penalty(x)[t.depth_idx[rows]]
         if above is not None:
             keep = np.flatnonzero(objective > above)
             rows, objective, g, pre = rows[keep], objective[keep], [gi[keep] for gi in g], [s[keep] for s in pre]
