@@ -216,6 +216,7 @@ class Relaxation:
             for v in sorted({self.xc(i), self.xm(i), self.ik + i - 1}):
                 self.X[(i, v)] = self.iL + n + len(self.X)
         self.pairs = np.array([(col, v, self.iL + i - 1) for (i, v), col in self.X.items()])  # X = L'·x
+        self.pairs_T = tuple(self.pairs.T.copy())  # its columns: X, x, L'
         self.ends = sp.scale_ends()
         self.ih = self.iL + n + len(self.X)
         self.it = self.ih + len(self.ends)
@@ -608,22 +609,30 @@ class Relaxation:
 
     # ---- one box
     def box(self, node: Node, step: int) -> tuple[np.ndarray, np.ndarray]:
-        sp, n = self.sp, self.n
-        lo, hi = np.zeros(self.nv), np.zeros(self.nv)
+        """The box's column bounds (log channels, log kernels, L', X = L'·x at the corners, then the fixed ones)."""
+        n = self.n
+        lo0, hi0, logk = self._box0
+        lo, hi = lo0.copy(), hi0.copy()
         z = np.array(node.z, dtype=float) * step
         lo[:self.nz], hi[:self.nz] = np.log(z[:, 0]), np.log(z[:, 1])
-        ks = np.log(np.array(sp.kernels, dtype=float))[np.array(node.k)]
+        ks = logk[np.array(node.k)]
         lo[self.ik:self.iL], hi[self.ik:self.iL] = ks[:, 0], ks[:, 1]
         L = np.array(node.L, dtype=float) - 1
         lo[self.iL:self.iL + n], hi[self.iL:self.iL + n] = L[:, 0], L[:, 1]
-        pc, pv, pl = self.pairs.T
+        pc, pv, pl = self.pairs_T
         lo[pc], hi[pc] = lo[pl] * lo[pv], hi[pl] * hi[pv]
+        return lo, hi
+
+    @functools.cached_property
+    def _box0(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The bounds every box shares (h free, t, V, s, e) and the log kernel choices."""
+        lo, hi = np.zeros(self.nv), np.zeros(self.nv)
         lo[self.ih:self.it], hi[self.ih:self.it] = -INF, INF
         lo[self.it], hi[self.it] = -self.b.beta * math.exp(self.var_cap), -self.b.beta
         lo[self.iV], hi[self.iV] = 0.0, self.var_cap
-        lo[self.iS:self.ic], hi[self.iS:self.ic] = 0.0, n * self.var_cap
+        lo[self.iS:self.ic], hi[self.iS:self.ic] = 0.0, self.n * self.var_cap
         lo[self.ic:], hi[self.ic:] = 0.0, 1.0
-        return lo, hi
+        return lo, hi, np.log(np.array(self.sp.kernels, dtype=float))
 
     def _box_structure(self) -> None:
         """Where the rows every box has keep their nonzeros (a fixed structure, so a parent's basis fits its

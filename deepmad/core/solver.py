@@ -299,8 +299,8 @@ class _Neighbourhood:
             return cache[key]
         d = self.t.variants[i]
         Z = np.empty((len(d), 5))
-        for j, dj in ((0, 0), (1, 1), (2, 2), (4, 3)):
-            Z[:, j] = np.clip(key[j] + d[:, dj], self.lo[cols[j]], self.hi[cols[j]])
+        at = cols[[0, 1, 2, 4]]  # c_{i-1}, c_i, m_i, L_i: moved by d's first four columns and clipped to the box
+        Z[:, [0, 1, 2, 4]] = np.clip(np.array(key)[[0, 1, 2, 4]] + d[:, :4], self.lo[at], self.hi[at])
         Z[:, 3] = np.where(d[:, 4] < 0, key[3], self._alt(key[3])[np.maximum(d[:, 4], 0)])
         macs, params, layers, A, B = _stage_costs(self.sp, i, Z)
         cin, c, m = Z[:, 0], Z[:, 1], Z[:, 2]
