@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 
 from deepmad import api
 from deepmad.core import blocks, theory, tinynas
@@ -86,7 +88,8 @@ def main() -> None:
                     help="presets whose whole processes are timed against the evolution's (empty: none)")
     a = ap.parse_args()
     counts = [int(c) for c in a.candidates.split(",") if c]
-    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs); "
+          f"python {platform.python_version()}, numpy {version('numpy')}, highspy {version('highspy')}")
     names = [n for n in a.presets.split(",") if n]
     optimal, wins = 0, {n: 0 for n in counts}
     for name in names:
