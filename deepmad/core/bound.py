@@ -485,11 +485,16 @@ class Relaxation:
 
     def _terms_at(self, Y: np.ndarray):
         """``_at`` from the rows' exponent sums Y = V @ EEL."""
+        z, Lp, small = self._exponents(Y)
+        return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
+
+    def _exponents(self, Y: np.ndarray):
+        """The terms' exponents z from the rows' exponent sums Y, and their L' (1 for a term met once; ``small``:
+        where it is ~0)."""
         T = len(self.coef)
         Lp = Y[:, 2 * T:] + self.once  # L' of repeated terms, 1 for the others
         small = Lp < 1e-7
-        z = np.minimum(np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp)), 700.0)
-        return z, self.coef * np.where(small, 0.0, Lp) * np.exp(z)
+        return np.minimum(np.where(small, Y[:, T:2 * T], Y[:, :T] / np.where(small, 1.0, Lp)), 700.0), Lp, small
 
     def _at_segment(self, ya: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """``costs`` at the points a + t·(b − a), t in ts (the segment's exponent sums are affine in t; ya:
@@ -518,7 +523,7 @@ class Relaxation:
             l0, l1 = math.log(max(G[k - 1, g], 1e-300)), math.log(G[k, g])
             t = ts[k - 1] + (ts[k] - ts[k - 1]) * (-l0 / (l1 - l0) if l1 > l0 else 1.0)
             W.append(anchor + t * (v - anchor))
-        Z, _ = self._at(np.array(W))
+        Z = self._exponents(np.array(W) @ self.EEL)[0]
         # each term of a broken budget at that budget's crossing point: gamma = its value, z its exponent; the
         # row of part p sums, over p's terms, gamma·E (+ gamma·(1 − z) at L' for a repeated term), minus 1 at
         # p's epigraph variable; its rhs is −Σ gamma·(1 − z) over p's terms met once (sums in term order)
@@ -1567,6 +1572,7 @@ class _LP:
         self.ROWWISE, self.MINIMIZE = int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize)
         self.solves = 0
         self.ninf = -highspy.kHighsInf
+        self._free, self._continuous = np.zeros(0), np.zeros(0, dtype=np.int32)  # row lower bounds; integrality
 
     def load(self, c: np.ndarray, A: tuple, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
              basis=None) -> None:
@@ -1574,8 +1580,12 @@ class _LP:
         HighsBasis of as many rows) to start from."""
         start, index, value, m = A
         nv = len(c)
-        self.h.passModel(nv, m, len(value), self.ROWWISE, self.MINIMIZE, 0.0, -c, lo, hi, np.full(m, self.ninf),
-                         np.asarray(b, dtype=float), start, index, value, np.zeros(nv, dtype=np.int32))
+        if len(self._free) < m:
+            self._free = np.full(2 * m, self.ninf)
+        if len(self._continuous) < nv:
+            self._continuous = np.zeros(2 * nv, dtype=np.int32)
+        self.h.passModel(nv, m, len(value), self.ROWWISE, self.MINIMIZE, 0.0, -c, lo, hi, self._free[:m],
+                         np.asarray(b, dtype=float), start, index, value, self._continuous[:nv])
         if basis is not None:
             self.h.setBasis(basis)
 
