@@ -133,6 +133,7 @@ from .budget import Problem, bounds, evaluate, in_space
 
 INF = float("inf")
 _GRID = np.linspace(0.0, 1.0, 17)  # points on the way to an LP point where the budgets are checked
+_MC_SIGN = np.array([-1.0, -1.0, 1.0, 1.0])[:, None]  # McCormick's four planes of X = L'·x: two below, two above
 _SQUARE_AT = np.linspace(0.0, 1.0, 4)  # where on y_k's range over a box the tangents of s_k >= y_k² touch it
 VAR_CAP, PENALTY_CAP = 16.0, 1e8  # designs whose depth penalty exceeds both are left out (see Scope)
 PENALTY_TANGENTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # variances of the penalty's fixed tangents
@@ -679,14 +680,14 @@ class Relaxation:
         (a_j = log(r_j² c_j) in [a_lo, a_hi], S_j in [S_lo, S_hi] over the box), and tangents of each square
         s_k >= y_k² across y_k's range over the box. Always ``nbox`` rows, in the same order, as
         ((row starts, columns, values) of their nonzeros, right-hand sides)."""
-        pc, pv, pl = self.pairs.T
+        pc, pv, pl = self.pairs_T
         P, nv, n = self.bx_P, self.nv, self.n
         rhs = np.empty(self.nbox)
         mc = np.empty((4, P, 3))
-        for k, (sgn, Lc, xc) in enumerate(((-1, lo[pl], lo[pv]), (-1, hi[pl], hi[pv]),
-                                           (1, hi[pl], lo[pv]), (1, lo[pl], hi[pv]))):
-            mc[k, :, 0], mc[k, :, 1], mc[k, :, 2] = sgn, -sgn * Lc, -sgn * xc  # columns X, x, L'
-            rhs[k * P:(k + 1) * P] = -sgn * Lc * xc
+        Lc = np.stack([lo[pl], hi[pl], hi[pl], lo[pl]])  # the corner (L', x) of each of the four planes
+        xc = np.stack([lo[pv], hi[pv], lo[pv], hi[pv]])
+        mc[:, :, 0], mc[:, :, 1], mc[:, :, 2] = _MC_SIGN, -_MC_SIGN * Lc, -_MC_SIGN * xc  # columns X, x, L'
+        rhs[:4 * P] = (-_MC_SIGN * Lc * xc).ravel()
         L = slice(self.iL, self.iL + n)
         ellmin = self.ell[:, L] @ lo[L] + self.l0  # S_j >= S_lo: its terms at the box's low corner, and ρ0
         smin = np.maximum(self.S[:, :self.ih] @ lo[:self.ih] + self.s0, ellmin * np.log(ellmin / self.b.rho0))
@@ -708,8 +709,8 @@ class Relaxation:
             rhs[4 * P:4 * P + len(j2)] = a * self.s0[j2] - a_c * s_c
         qv = np.zeros(0)
         if self.bx_sq:  # s_k >= y_k² at the points _SQUARE_AT of y_k's range: −s_k + 2 y0 U_k·L' <= y0²
-            ylo = np.minimum(self.U * lo[L], self.U * hi[L]).sum(1)
-            yhi = np.maximum(self.U * lo[L], self.U * hi[L]).sum(1)
+            ul, uh = self.U * lo[L], self.U * hi[L]
+            ylo, yhi = np.minimum(ul, uh).sum(1), np.maximum(ul, uh).sum(1)
             y0 = (ylo[:, None] + (yhi - ylo)[:, None] * _SQUARE_AT[None]).ravel()
             own, u = self.bx_qv  # the nonzeros: −1 at s_k, 2 y0 U_k at the depths
             qv = np.where(own, -1.0, 2 * y0[self.bx_q[0]] * u)
