@@ -580,11 +580,15 @@ FIT_FACTORS = np.geomspace(0.5, 1.0, 24)  # channel factors tried on a kick that
 def _feasible(problem: Problem, search: _Search, y: np.ndarray, f: float | None = None,
               rho: float | None = None) -> tuple[np.ndarray, float]:
     """y (of merit f, when known), or if it breaks a budget the widest feasible copy of y with every channel scaled
-    by one factor. With y's rho known and above rho0 there is none: narrower widths only raise rho (Eq. 3)."""
+    by one factor. With y's rho known and above rho0 there is none where scaling keeps every layer, as it does for
+    basic and bottleneck blocks, and for mbconv ones with guideline 3 and mids above their channels (ratio above 1:
+    no expand conv comes or goes): narrower widths then only raise rho (Eq. 3)."""
     f = float(search.merit(y[None])[0]) if f is None else f
-    if f > FEASIBLE or (rho is not None and rho > problem.budget.rho0):
+    if f > FEASIBLE:
         return y, f
     sp = problem.space
+    if rho is not None and rho > problem.budget.rho0 and (sp.block != "mbconv" or (sp.ordered and sp.ratio[0] > 1)):
+        return y, f
     chans = list(range(2 * sp.n + 1)) if sp.has_mid else list(range(sp.n + 1))
     Y = np.repeat(y[None], len(FIT_FACTORS), 0)
     Y[:, chans] = np.round(Y[:, chans] * FIT_FACTORS[:, None] / sp.step) * sp.step

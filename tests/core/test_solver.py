@@ -4,6 +4,9 @@ optimality, determinism, and its objective against the solver-notes hill climb, 
 the previous (evolution-seeded) search and the authors' released structures."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +16,7 @@ from deepmad import api
 from deepmad.core.budget import Budget, Problem, columns, evaluate, from_spec, in_space
 from deepmad.core.presets import PRESETS, RELEASED_NAME
 from deepmad.core.result import Infeasible, NotFound
-from deepmad.core.solver import FEASIBLE, _Neighbourhood, merit, neighbours, solve
+from deepmad.core.solver import FEASIBLE, _feasible, _Neighbourhood, _repair, _Search, merit, neighbours, solve
 from shared import budgeted, recheck, released_objective, small_space
 
 HILL_CLIMB = 61687.48  # solver-notes.md: a 90-second multi-start hill climb on the deepmad-r18 instance
@@ -218,3 +221,32 @@ def test_design_is_reported_with_the_objective_of_evaluate(designs):
     for name, d in designs.items():
         s = evaluate(PRESETS[name], np.array([d.x]))
         assert bool(s.feasible[0]) and float(s.objective[0]) == d.objective
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(space=small_space(), ordered=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_scaling_a_row_down_cannot_mend_its_rho(space, ordered, seed):
+    """The polish does not scale down a row whose rho breaks rho0 where no copy scaled down can meet it
+    (solver._feasible given the row's rho): with it or without it, the same row comes back."""
+    space = replace(space, ordered=ordered)
+    rng = np.random.default_rng(seed)
+    n = space.n
+    x = np.zeros(4 * n + 1, dtype=np.int64)
+    x[: n + 1] = np.sort(rng.integers(1, space.max_channels // 8 + 1, n + 1)) * 8
+    if not ordered:
+        rng.shuffle(x[1: n + 1])
+    x[0] = min(max(x[0], space.stem_channels[0]), space.stem_channels[1])
+    if space.has_mid:
+        lo, hi = space.ratio[0] * x[1: n + 1], space.ratio[1] * x[1: n + 1]
+        x[n + 1: 2 * n + 1] = np.minimum(np.maximum(8, np.ceil(rng.uniform(lo, hi) / 8) * 8), hi // 8 * 8)
+    x[2 * n + 1: 3 * n + 1] = rng.choice(space.kernels, n)
+    x[3 * n + 1:] = rng.integers(1, space.max_depth + 1, n)
+    problem = budgeted(space, 1.5, 1e9)
+    x = _repair(problem, x[None])[0]
+    rho = float(evaluate(problem, x[None]).rho[0])
+    tight = Problem(space, replace(problem.budget, rho0=0.999 * rho))  # x breaks rho0, and only just
+    f = float(merit(tight, x[None])[0])
+    assert f <= FEASIBLE
+    given_rho = _feasible(tight, _Search(tight, math.inf), x, f, rho)
+    scaled = _feasible(tight, _Search(tight, math.inf), x, f)
+    assert np.array_equal(given_rho[0], scaled[0]) and given_rho[1] == scaled[1]
