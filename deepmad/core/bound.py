@@ -835,7 +835,8 @@ class BranchAndBound:
         relaxation is solved (which does not depend on it), so that the search finding it can run meanwhile."""
         self.p, self.sp = problem, problem.space
         self.iters = iters
-        self.polish = polish  # the primal heuristic, a solver.Polisher: pick(rows) -> row, row -> (row, f) | None
+        # the primal heuristic, a solver.Polisher: pick(rows) -> (row, f, rho), then (row, f, rho) -> (row, f) | None
+        self.polish = polish
         self.tried: set[tuple[int, ...]] = set()
         self.attempts = 0
         self.R = Relaxation(problem)
@@ -1118,11 +1119,11 @@ class BranchAndBound:
         ks = [min(sp.kernels[a:b + 1], key=lambda k: abs(math.log(k) - v[R.ik + i])) for i, (a, b) in enumerate(node.k)]
         L = [min(max(round(v[R.iL + i] + 1), a), b) for i, (a, b) in enumerate(node.L)]
         mids = Z[:, n + 1:] if sp.has_mid else np.zeros((len(Z), n), dtype=np.int64)
-        key, f = self.polish.pick(np.hstack([Z[:, :n + 1], mids, np.tile(ks + L, (len(Z), 1))]))
+        key, f, rho = self.polish.pick(np.hstack([Z[:, :n + 1], mids, np.tile(ks + L, (len(Z), 1))]))
         if key in self.tried:
             return
         self.tried.add(key)
-        out = self.polish(list(key), f)
+        out = self.polish(list(key), f, rho)
         if out is not None and out[1] > self.inc:
             self.row, self.inc = out
 

@@ -212,7 +212,7 @@ class LatencyModel:
     def statistic(self) -> str:
         """What the model fits of an item's timed runs: "median" or "min" (``STATISTICS``; files that do not say:
         median; ``from_dict`` checks the file's)."""
-        return (self.meta.get("measure") or {}).get("statistic", "median")
+        return (self.meta.get("measure") or {}).get("statistic", STATISTICS[0])
 
     def describe(self) -> str:
         env = self.meta.get("environment", {})
@@ -268,7 +268,7 @@ def from_dict(data: Any, source: str = "") -> LatencyModel:
     measure = data.get("measure", {})
     if not isinstance(measure, dict):
         raise LatencyModelError(f"{where}measure: expected an object (warmup, runs, statistic), got {measure!r}")
-    stat = measure.get("statistic", "median")
+    stat = measure.get("statistic", STATISTICS[0])
     if stat not in STATISTICS:
         raise LatencyModelError(f"{where}measure.statistic: expected one of {', '.join(STATISTICS)} (what the model "
                                 f"fits of the timed runs), got {stat!r}")

@@ -603,16 +603,15 @@ def _feasible(problem: Problem, search: _Search, y: np.ndarray, f: float | None 
 
 class Polisher:
     """The branch and bound's primal heuristic (deepmad/core/bound.py). ``pick``: of rows rounded from a
-    relaxation's optimum, the best once put into the space, and its merit; calling it with a row (and, from
-    ``pick``, its merit): the local optimum the descent reaches from it (scaled onto the budgets first) and its
-    objective, or None when that is not feasible."""
+    relaxation's optimum, the best once put into the space, its merit and its rho; calling it with a row (and, from
+    ``pick``, its merit and rho): the local optimum the descent reaches from it (scaled onto the budgets first) and
+    its objective, or None when that is not feasible."""
 
     def __init__(self, problem: Problem):
         self.problem = problem
         self.search = _Search(problem, math.inf)
-        self.picked: tuple[tuple[int, ...], float] | None = None  # pick's last row and its rho
 
-    def pick(self, X) -> tuple[tuple[int, ...], float]:
+    def pick(self, X) -> tuple[tuple[int, ...], float, float]:
         Y = _repair(self.problem, np.asarray(X, dtype=np.int64))
         # rows rounded apart often meet once repaired (~3 in 4 do): each distinct row is scored once (merit is row
         # by row, so every row gets the merit it would get alone; the first best row wins, as it would)
@@ -620,16 +619,15 @@ class Polisher:
         _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
         self.search.scored += len(first)
         m, s = _merit(self.problem, Y[first])
-        j = int(np.argmax(m[inv.ravel()]))
-        key = tuple(int(v) for v in Y[j])
-        self.picked = key, float(s.rho[inv.ravel()[j]])
-        return key, float(m[inv.ravel()[j]])
+        inv = inv.ravel()
+        j = int(np.argmax(m[inv]))
+        return tuple(int(v) for v in Y[j]), float(m[inv[j]]), float(s.rho[inv[j]])
 
-    def __call__(self, row, f: float | None = None) -> tuple[tuple[int, ...], float] | None:
+    def __call__(self, row, f: float | None = None,
+                 rho: float | None = None) -> tuple[tuple[int, ...], float] | None:
         y = np.asarray(row, dtype=np.int64)
         if f is None:  # not one of pick's rows (in the space already, its merit known)
             y = _repair(self.problem, y[None])[0]
-        rho = self.picked[1] if self.picked is not None and self.picked[0] == tuple(row) else None
         x, f = self.search.descend(*_feasible(self.problem, self.search, y, f, rho))
         return (tuple(int(v) for v in x), f) if f > FEASIBLE else None
 
