@@ -108,9 +108,15 @@ nine presets at 3,634 boxes, deepmad-mb 766) and not kept: polishing every 20, 2
 of 16 (3,796-3,824 boxes, deepmad-mb 834-840); SPLIT_AT 4 or 6 (3,762 and 3,690; 844 and 840); primal simplex for the
 root's bound-tightening LPs (~10 ms less, but a different tree: deepmad-mb 780); the parent's final duals as a bound on
 each child before its LP (weak duality; on deepmad-mb it drops 8 of the 220 children the LP drops); deepmad-mb's optimum
-given as the first incumbent (960 boxes, not 766: no lever there). Where the boxes go: on deepmad-89m two thirds of them
-close the last 1e-4 of the gap (the relaxation between grid points lies just above the best design: 104 boxes to a gap
-of 1e-4, 284 to 0, given the optimum); on deepmad-mb the gap closes more evenly (500 boxes to 1e-3, 880 to 0).
+given as the first incumbent (960 boxes, not 766: no lever there). Tried later that day, not kept: the polish's rounded
+rows scored from tables of their distinct stages (bit-identical, but no faster than ``budget.evaluate`` on their ~700
+distinct rows: both are a few dozen numpy calls); ROUNDINGS 7-9, shorter pair steps of the descent (solver.PAIR_STEPS),
+HiGHS without scaling, ROOT_ROUNDS 1-2 or ROOT_ITERS 6/15 (the nine presets 0.2-12% more boxes, deepmad-mb from 3% fewer
+to 35% more; no less time); solving the boxes that hold few designs by enumeration (boxes are dropped while large: of
+deepmad-mb's 816 solved boxes, 45 hold at most 16,384 designs and 3 a single one); malloc's trim and mmap thresholds
+raised (a third fewer page faults, no less time). Where the boxes go: on deepmad-89m two thirds of them close the last
+1e-4 of the gap (the relaxation between grid points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to
+0, given the optimum); on deepmad-mb the gap closes more evenly (500 boxes to 1e-3, 880 to 0).
 """
 from __future__ import annotations
 
