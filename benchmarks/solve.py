@@ -13,8 +13,8 @@ Last, for the --process presets, whole processes measured interleaved: `deepmad 
 `deepmad design --preset P --solver evolution --bound-nodes 0` (the baseline at its 500,000 candidates), median
 of --runs each, and their ratio; then every run, and the ratio of the fastest runs (on a shared machine the baseline's
 own time varies most: 1.0-1.7 s in one process on the 2-core machine of 2026-12-03, against 1.13-1.29 s for the exact
-solve). The machine's load average is printed first and last: timings on a shared
-machine are only comparable within one run.
+solve). The machine's load average is printed first and last: timings on a shared machine are only comparable
+within one run.
 """
 from __future__ import annotations
 
