@@ -687,7 +687,7 @@ class Relaxation:
         s_k >= y_k² across y_k's range over the box. Always ``nbox`` rows, in the same order, as
         ((row starts, columns, values) of their nonzeros, right-hand sides)."""
         pc, pv, pl = self.pairs_T
-        P, nv, n = self.bx_P, self.nv, self.n
+        P, n = self.bx_P, self.n
         rhs = np.empty(self.nbox)
         mc = np.empty((4, P, 3))
         Lc = np.stack([lo[pl], hi[pl], hi[pl], lo[pl]])  # the corner (L', x) of each of the four planes
@@ -971,7 +971,7 @@ class BranchAndBound:
         upper bound with reduced cost d cannot move down by more than (z − incumbent) / |d| in any design that beats
         the incumbent (LP duality: the LP's value over the rest of the box is at most z − |d|·δ), and likewise at
         its lower bound. Applied to the log channels, log kernels and extra depths; None: the box is empty."""
-        R, sp, st = self.R, self.sp, self.sp.step
+        R = self.R
         v, lo, hi, d = info["v"], info["lo"], info["hi"], info["d"]
         slack = info["value"] - self.inc + 1e-6 * max(1.0, abs(info["value"]))
         if not math.isfinite(slack) or slack <= 0:
@@ -1011,7 +1011,7 @@ class BranchAndBound:
         R, sp, n = self.R, self.sp, self.sp.n
         cands = []  # (slack, kind, index, split value in the variable's own units)
         if info is not None:
-            v, lo, hi = info["v"], info["lo"], info["hi"]
+            v, hi = info["v"], info["hi"]
             a_hi = R.r2 + np.where(R.a_col < 0, math.log(sp.head or 1), hi[R.a_col])
             weight = (R.alpha * a_hi) @ R.S  # objective weight of each column through the entropy
             for (i, var), col in R.X.items():  # McCormick gap of X = L'·x
