@@ -56,22 +56,14 @@ DEEPMAD_WORKERS=1 keeps one), the search that finds the first incumbent runs in 
 relaxation is solved (``Alongside``; ``prove`` takes a function for the incumbent and calls it only then: the root does
 not depend on it), a forked helper solves every other column's LPs of the root's bound tightening, and once SPLIT_AT
 boxes are solved a second process takes every other open box (the 2nd best, the 4th, ...). Each then runs its own
-best-first search for the same work, SYNC_WORK LP solves (a polish counting as POLISH_WORK, about its time: least
-squares over the periods of three deepmad-mb runs put a polish at 7-8 ms and a solve at 1.1-1.4 ms with its box's
-share), and the two exchange incumbents, open bounds and counts: both take the better incumbent (a tie: the first
+best-first search for the same work, SYNC_WORK LP solves (a polish counting as POLISH_WORK, about its time:
+docs/solver.md), and the two exchange incumbents, open bounds and counts: both take the better incumbent (a tie: the first
 process's), both stop when the largest open bound of either is at most it (or at a limit), and the one holding fewer of
 the SYNC_EVERY best open boxes of both receives every other one of the other's (a box travels with its cuts and its
 basis, as statuses). What a process does depends only on what it holds at each exchange, never on timing: a problem
 gives the same tree, bit for bit, on every run (not the one-process tree: the two search in a different order, and solve
 between them from 6% fewer boxes to 39% more on the presets). If the second process fails, ``prove`` runs the search
-again in one process. Balancing the periods by work instead of by boxes (24 a period until 2026-12-03) left less of each
-exchange to wait for (the two processes' waits summed: 0.075-0.12 s against 0.13-0.15 s on deepmad-mb, three runs each),
-and the nine presets took 3,634 boxes instead of 3,772 (deepmad-mb 766, not 840; across four other settings of the two
-constants, 3,638-3,710 and 752-826). Measured on this project's 2-core machine (2026-12-02, one run each, interleaved):
-the nine presets' exact solves (search and proof) took 7.3 s in two processes against 10.6 s in one; deepmad-mb's proof
-1.33 s (920 boxes) against 2.37 s (978), deepmad-89m's 0.71 s against 1.30 s, deepmad-r50's 0.38 s against 0.45 s (its
-tree is small and the root, done before the split, is most of it). Per box the two processes run ~15% slower than one
-alone (they share the memory and the exchanges wait for the slower).
+again in one process.
 
 Scope: designs whose depth variance exceeds ``var_cap`` are left out (it keeps the LPs well scaled):
 max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 0). Their penalty alone,
@@ -79,44 +71,9 @@ max(16, log(1e8/β)), or the largest possible variance if smaller (or when β = 
 (it is under 1e6 for every network of the presets' spaces). An LP that HiGHS cannot finish gives its box the
 bound of the box's parent, which contains it. Tests check the bound against brute-force enumeration.
 
-Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum and the
-ratio to the evolutionary baseline's time. A box costs about 1.8 LP solves, ~40% of its time in HiGHS (~0.4 ms of each
-solve is HiGHS's own setup; highspy 1.16.0 adds ~30 us to every solve, reading five sysfs files to count the machine's
-cores, so pyproject.toml keeps it below 1.16) and the rest in many small numpy steps. Tried on deepmad-mb and not kept
-(too little for what they cost): two threads bounding a batch of two boxes (the GIL serialises the Python half: ~10%
-less time for 25% more CPU), a worker process fed the second box of every pair (~25% less time, for every box pickled;
-the two processes above exchange a few boxes every SYNC_EVERY), pseudo-cost and strong branching (a third fewer boxes,
-more time), one round of cuts a box or a second only near pruning, warm-started root rounds (more boxes); and with the
-optimum given, on the nine presets (3,086 boxes in all): more rounds of cuts while near pruning, 9 tangents of each
-square or the penalty's every 0.25 (2,900-2,990 boxes, no less time). Fewer rounds of root tightening took no less time
-in one process; in two (the tightening runs before the split) 2 rounds instead of 4 took 5.6% less over the nine presets
-(mb -5%, 89m -22%, r50 +24%): hence ROOT_NARROWING = 2. The primal side: given the optimum, deepmad-mb needs 766 boxes
-instead of ~900; rounding the LP point every way (ROUNDINGS) before the descent, instead of to the nearest grid value,
-finds its optimum sooner (box 642, not ~790, in one process) and took 4.4-4.6% less over seven presets in two (mb
-6-11%). Tried later (2026-12-02, the nine presets in two processes unless said) and not kept: pseudo-costs scaling the
-branching scores, per variable or per kind (+5% and +20-26% boxes); tangents at the parent's LP point clipped into each
-child before its first solve (-6% boxes in one process, but +2-16% more instructions on five presets, counted under
-callgrind); every solved box's LP point rounded 16 ways and scored in batches of 16 boxes (-1.5-3% boxes, about what the
-scoring costs); polishing less often after each polish that finds nothing (+10-12% boxes); rounding depths both ways in
-the polish too (+1-3%); POLISH_EVERY 20 or 24 (-11% time over the nine, but deepmad-mb +8% boxes), 32; NODE_ITERS 1
-(+37% boxes) or 3 (+2% boxes, +25% LP solves); SPLIT_AT 2 or 4 (+5-12% boxes on deepmad-mb); a pipelined exchange (each
-process reads the other's report of the period before, so that neither waits: ~4% of the tree was waiting) +6% boxes
-over the nine (the incumbent and the balance a period late), no less time. HiGHS's fixed cost a solve (~0.3 of its ~0.47
-ms: refactoring and steepest-edge weights) stays whatever changes the matrix: a warm model with its coefficients changed
-solves no faster than a new one; only bound changes keep it warm (~0.1-0.2 ms). Tried 2026-12-03 (in two processes, the
-nine presets at 3,634 boxes, deepmad-mb 766) and not kept: polishing every 20, 24 or 32 of a process's own boxes instead
-of 16 (3,796-3,824 boxes, deepmad-mb 834-840); SPLIT_AT 4 or 6 (3,762 and 3,690; 844 and 840); primal simplex for the
-root's bound-tightening LPs (~10 ms less, but a different tree: deepmad-mb 780); the parent's final duals as a bound on
-each child before its LP (weak duality; on deepmad-mb it drops 8 of the 220 children the LP drops); deepmad-mb's optimum
-given as the first incumbent (960 boxes, not 766: no lever there). Tried later that day, not kept: the polish's rounded
-rows scored from tables of their distinct stages (bit-identical, but no faster than ``budget.evaluate`` on their ~700
-distinct rows: both are a few dozen numpy calls); ROUNDINGS 7-9, shorter pair steps of the descent (solver.PAIR_STEPS),
-HiGHS without scaling, ROOT_ROUNDS 1-2 or ROOT_ITERS 6/15 (the nine presets 0.2-12% more boxes, deepmad-mb from 3% fewer
-to 35% more; no less time); solving the boxes that hold few designs by enumeration (boxes are dropped while large: of
-deepmad-mb's 816 solved boxes, 45 hold at most 16,384 designs and 3 a single one); malloc's trim and mmap thresholds
-raised (a third fewer page faults, no less time). Where the boxes go: on deepmad-89m two thirds of them close the last
-1e-4 of the gap (the relaxation between grid points lies just above the best design: 104 boxes to a gap of 1e-4, 284 to
-0, given the optimum); on deepmad-mb the gap closes more evenly (500 boxes to 1e-3, 880 to 0).
+Measured: ``python benchmarks/solve.py`` prints, per preset, the nodes, LP solves and time to the proven optimum, and
+the whole process's time against the evolutionary baseline's. Where the time goes, why the constants have their
+values, and the alternatives tried and not kept: docs/solver.md.
 """
 from __future__ import annotations
 
