@@ -57,10 +57,10 @@ relaxation is solved (``Alongside``; ``prove`` takes a function for the incumben
 not depend on it), a forked helper solves every other column's LPs of the root's bound tightening, and once SPLIT_AT
 boxes are solved a second process takes every other open box (the 2nd best, the 4th, ...). Each then runs its own
 best-first search for the same work, SYNC_WORK LP solves (a polish counting as POLISH_WORK, about its time:
-docs/solver.md), and the two exchange incumbents, open bounds and counts: both take the better incumbent (a tie: the first
-process's), both stop when the largest open bound of either is at most it (or at a limit), and the one holding fewer of
-the SYNC_EVERY best open boxes of both receives every other one of the other's (a box travels with its cuts and its
-basis, as statuses). What a process does depends only on what it holds at each exchange, never on timing: a problem
+docs/solver.md), and the two exchange incumbents, open bounds and counts: both take the better incumbent (a tie: the
+first process's), both stop when the largest open bound of either is at most it (or at a limit), and the one holding
+fewer of the SYNC_EVERY best open boxes of both receives every other one of the other's (a box travels with its cuts and
+its basis, as statuses). What a process does depends only on what it holds at each exchange, never on timing: a problem
 gives the same tree, bit for bit, on every run (not the one-process tree: the two search in a different order, and solve
 between them from 6% fewer boxes to 39% more on the presets). If the second process fails, ``prove`` runs the search
 again in one process.
