@@ -437,8 +437,12 @@ class _Search:
         self.ends: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # row on a finished descent -> its end
 
     def merit(self, X: np.ndarray) -> np.ndarray:
+        return self.scores(X)[0]
+
+    def scores(self, X: np.ndarray):
+        """``merit`` of the rows and their scores (``budget.evaluate``), counted as scored."""
         self.scored += len(X)
-        return merit(self.problem, X)
+        return _merit(self.problem, X)
 
     def descend(self, x: np.ndarray, f: float | None = None) -> tuple[np.ndarray, float]:
         """Best-improvement descent from x: (local optimum, its merit). The channel and depth moves are
@@ -617,8 +621,7 @@ class Polisher:
         # by row, so every row gets the merit it would get alone; the first best row wins, as it would)
         rows = np.ascontiguousarray(Y).view(np.dtype((np.void, Y.dtype.itemsize * Y.shape[1]))).ravel()
         _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
-        self.search.scored += len(first)
-        m, s = _merit(self.problem, Y[first])
+        m, s = self.search.scores(Y[first])
         inv = inv.ravel()
         j = int(np.argmax(m[inv]))
         return tuple(int(v) for v in Y[j]), float(m[inv[j]]), float(s.rho[inv[j]])
