@@ -40,7 +40,7 @@ Best-first branch and bound. A box is split where its relaxation is loosest at t
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
 integrality (a fractional depth or channel count), a stride-1 stage whose LP point wants a projection
 (c_{i-1} <= s < c_i, both <= s, both > s; without guideline 3 also c_{i-1} > s >= c_i), each scored by what
-it is worth in the objective; children
+it is worth in the objective (an integer variable by the weighted score of its two roundings, ``_score``); children
 are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
 dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box is rounded to the grid every way (down and up in each of its ROUNDINGS most
@@ -109,6 +109,7 @@ SPLIT_AT = 8  # boxes solved before a second process takes half of the open ones
 SYNC_WORK = 52  # work each of the two processes does between two exchanges: LP solves, a polish counting as
 POLISH_WORK = 6  # this many (its time, measured); at most 2·SYNC_EVERY boxes (BranchAndBound._together)
 SYNC_EVERY = 24  # the best open boxes of both that _balance shares out
+SCORE_MU = 1 / 6  # weight of the larger rounding distance in an integer variable's branching score (_score)
 IDENT = 10_000  # ``when`` of a term present only where c_{i-1} = c_i (IDENT + i: an mbconv stage's residual add)
 
 
@@ -1006,13 +1007,14 @@ class BranchAndBound:
                 if b > a:
                     frac = v[R.iL + i] - math.floor(v[R.iL + i])
                     block = sum(weight[col] * v[var] for (s, var), col in R.X.items() if s == i + 1)
-                    cands.append((min(frac, 1 - frac) * block, "L", i, v[R.iL + i] + 1))
+                    cands.append((_score(frac, 1 - frac) * block, "L", i, v[R.iL + i] + 1))
             for j, (a, b) in enumerate(node.z):
                 if b > a:
                     g = math.exp(v[j]) / sp.step
                     f = math.floor(g)
-                    dist = min(v[j] - math.log(max(f, 1e-9) * sp.step), math.log((f + 1) * sp.step) - v[j])
-                    cands.append((total[j] * max(dist, 0.0), "z", j, g))
+                    down = max(v[j] - math.log(max(f, 1e-9) * sp.step), 0.0)
+                    up = max(math.log((f + 1) * sp.step) - v[j], 0.0)
+                    cands.append((total[j] * _score(down, up), "z", j, g))
             # a stride-1 stage whose box allows c_{i-1} = c_i has no projection in its relaxation: where the LP
             # point has c_{i-1} < c_i, split the pair (worth the share of a budget the projection would take)
             stages = R.proj_stages
@@ -1613,6 +1615,14 @@ class _LP:
         if st != hs.HighsModelStatus.kOptimal:
             return "failed", INF, None
         return "optimal", -h.getObjectiveValue(), np.array(h.getSolution().col_value)
+
+
+def _score(down: float, up: float) -> float:
+    """Branching score of an integer variable from its two rounding distances: (1-μ)·min + μ·max, μ = SCORE_MU
+    (Achterberg 2007, Constraint Integer Programming, Eq. 5.1); μ = 0 would be the nearest rounding alone. A
+    variable the LP point holds at a grid value still scores μ·(the other distance): such splits pay off too
+    (docs/solver.md)."""
+    return (1 - SCORE_MU) * min(down, up) + SCORE_MU * max(down, up)
 
 
 def _with(node: Node, field: str, i: int, value: tuple[int, int]) -> Node:
