@@ -1523,8 +1523,10 @@ def _quiet_stdout():
 
 
 class _LP:
-    """max c·x s.t. A x <= b, lo <= x <= hi, with HiGHS (dual simplex, one thread, no presolve: the LPs are
-    small); a model starts from a given basis, and rows added later warm-start it."""
+    """max c·x s.t. A x <= b, lo <= x <= hi, with HiGHS (dual simplex with Devex pricing, one thread, no presolve:
+    the LPs are small); a model starts from a given basis, and rows added later warm-start it. Devex, not dual
+    steepest edge: each box's model is new, and steepest edge's exact initial weights cost more than its fewer
+    pivots save (docs/solver.md)."""
 
     def __init__(self):
         import highspy
@@ -1534,7 +1536,7 @@ class _LP:
             self.h = highspy.Highs()
             self.h.setOptionValue("output_flag", False)
         for option, value in (("presolve", "off"), ("threads", 1), ("simplex_strategy", 1),
-                              ("simplex_dual_edge_weight_strategy", -1)):
+                              ("simplex_dual_edge_weight_strategy", 1)):
             self.h.setOptionValue(option, value)
         self.ROWWISE, self.MINIMIZE = int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize)
         self.solves = 0
