@@ -40,9 +40,9 @@ Best-first branch and bound. A box is split where its relaxation is loosest at t
 gap of an X = L'·x, the slack of a log(r_j²c_j)·S_j envelope, a kernel strictly between two choices, then
 integrality (a fractional depth or channel count), a stride-1 stage whose LP point wants a projection
 (c_{i-1} <= s < c_i, both <= s, both > s; without guideline 3 also c_{i-1} > s >= c_i), each scored by what
-it is worth in the objective (an integer variable by the weighted score of its two roundings, ``_score``); children
-are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent are
-dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
+it is worth in the objective (an integer variable by the weighted score of its two roundings, ``_score``);
+children are narrowed by the ordering and ratio constraints, and boxes whose bound does not exceed the incumbent
+are dropped. A box that holds a single design is scored exactly. Primal heuristic: every POLISH_EVERY boxes, the
 LP point of the best open box is rounded to the grid every way (down and up in each of its ROUNDINGS most
 fractional channel variables), and the best of those rows is handed to ``polish`` (``solver.Polisher``: the
 search's descent); a better design becomes the incumbent (``Bound.row``), which prunes and narrows more. It stops when
@@ -1621,9 +1621,9 @@ class _LP:
 
 def _score(down: float, up: float) -> float:
     """Branching score of an integer variable from its two rounding distances: (1-μ)·min + μ·max, μ = SCORE_MU
-    (Achterberg 2007, Constraint Integer Programming, Eq. 5.1); μ = 0 would be the nearest rounding alone. A
-    variable the LP point holds at a grid value still scores μ·(the other distance): such splits pay off too
-    (docs/solver.md)."""
+    (the score function of Achterberg's Constraint Integer Programming, 2007, as in SCIP); μ = 0 would be the
+    nearest rounding alone. A variable the LP point holds at a grid value still scores μ·(the other distance):
+    such splits pay off too (docs/solver.md)."""
     return (1 - SCORE_MU) * min(down, up) + SCORE_MU * max(down, up)
 
 
