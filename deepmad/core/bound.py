@@ -998,7 +998,7 @@ class BranchAndBound:
                     if loose > 1e-9:
                         scale = abs(self.inc) if math.isfinite(self.inc) else 1.0
                         cands.append((loose * scale, "k", i, self._ksplit(node, i, v[R.ik + i])))
-            # integrality, scored by the objective change of moving the LP point to the nearest grid value
+            # integrality, scored by the objective change of moving the LP point to the grid, both ways (_score)
             total = weight[:R.nz].copy()  # d objective / d x_j, through the first and the repeated blocks
             for (i, var), col in R.X.items():
                 if var < R.nz:
